@@ -1,0 +1,56 @@
+"""From settings to a running engine: the embedded default model, engine choice, logging of what is served."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from zwz.server.engine import Engine
+from zwz.server.settings import ServerSettings
+from zwz.server.transformers_engine import EngineSettings, TransformersEngine
+from zwz.tiny_models import build_tiny_model, is_tiny_model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FAMILY = "qwen3_vl"  # ZwZ-2B/4B/8B are Qwen3-VL
+
+
+def zwz_home() -> Path:
+    """Where zwz keeps what it builds (the embedded default model): $ZWZ_HOME or ~/.cache/zwz."""
+    return Path(os.environ.get("ZWZ_HOME") or Path.home() / ".cache" / "zwz")
+
+
+def embedded_default_model() -> Path:
+    """The tiny Qwen3-VL checkpoint served when no --model is given; built offline on first use."""
+    folder = zwz_home() / "models" / "tiny-qwen3-vl"
+    if not (folder / "config.json").is_file():
+        logger.info("building the embedded default checkpoint at %s (offline, a few seconds)", folder)
+        build_tiny_model(DEFAULT_FAMILY, folder)
+    return folder
+
+
+def build_engine(settings: ServerSettings) -> Engine:
+    model_dir = Path(settings.model) if settings.model else embedded_default_model()
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
+    random_weights = is_tiny_model(model_dir)
+    if random_weights:
+        logger.warning("serving %s: a tiny model with RANDOM weights; its answers are gibberish. "
+                       "Pass --model DIR to serve a trained ZwZ / Qwen-VL checkpoint.", model_dir)
+    if settings.engine not in ("transformers", "auto"):
+        raise ValueError(f"unknown engine {settings.engine!r}")
+    engine_settings = EngineSettings(
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        batch_wait_ms=settings.batch_wait_ms,
+        max_model_len=settings.max_model_len,
+        default_max_tokens=settings.default_max_tokens,
+        device=settings.device,
+        dtype=settings.dtype,
+    )
+    engine = TransformersEngine(model_dir, engine_settings, random_weights=random_weights)
+    info = engine.info
+    logger.info("engine %s: %s (%s) on %s, %s, context %d", info.engine, model_dir, info.family, info.device,
+                info.dtype, info.max_model_len)
+    return engine

@@ -1,0 +1,86 @@
+"""HTTP routes: parse, authenticate, delegate to the services, format. No logic beyond that."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from zwz.server.errors import APIError
+from zwz.server.metrics import ServerMetrics
+from zwz.server.protocol import ChatCompletionRequest, ModelCard, ModelList
+from zwz.server.serving_chat import ChatService
+
+
+def require_api_key(request: Request) -> None:
+    expected = request.app.state.settings.api_key
+    if not expected:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected.encode()):
+        raise APIError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')", code="invalid_api_key")
+
+
+def get_chat(request: Request) -> ChatService:
+    return request.app.state.chat
+
+
+def get_metrics(request: Request) -> ServerMetrics:
+    return request.app.state.metrics
+
+
+Chat = Annotated[ChatService, Depends(get_chat)]
+Metrics = Annotated[ServerMetrics, Depends(get_metrics)]
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+ops = APIRouter()
+
+
+@v1.get("/models")
+async def list_models(request: Request) -> ModelList:
+    info = request.app.state.engine.info
+    created = request.app.state.started_at
+    return ModelList(data=[ModelCard(id=name, created=created, max_model_len=info.max_model_len)
+                           for name in request.app.state.served_model_names])
+
+
+@v1.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Metrics):
+    metrics.in_flight.inc()
+    try:
+        result = await chat.create(body)
+    except BaseException:
+        metrics.in_flight.dec()
+        raise
+    if not body.stream:
+        metrics.in_flight.dec()
+        return JSONResponse(result.model_dump())
+
+    async def stream():
+        try:
+            async for event in result:
+                yield event
+        finally:
+            metrics.in_flight.dec()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@ops.get("/health")
+async def health(request: Request) -> dict:
+    info = request.app.state.engine.info
+    return {"status": "ok", "engine": info.engine, "model": request.app.state.served_model_names[0],
+            "random_weights": info.random_weights, "uptime_s": round(time.time() - request.app.state.started_at, 1)}
+
+
+@ops.get("/metrics")
+async def metrics_endpoint(request: Request, metrics: Metrics) -> Response:
+    metrics.queue_depth.set(getattr(request.app.state.engine, "queue_depth", 0))
+    # Our registry plus the process-wide one (where engines such as vLLM register theirs).
+    body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,331 @@
+"""The embedded engine: transformers on CPU or GPU, with requests that arrive together decoded as a batch.
+
+Requests are prepared (chat template, image preprocessing) in a thread pool as they arrive, then wait in
+a bounded queue. One decoding thread takes everything waiting (up to ``max_batch_size``), left-pads it
+into one batch and runs a single ``generate`` with per-row sampling and stopping (``decoding.py``).
+Requests that arrive while a batch runs form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from zwz.server.decoding import RowSampler, RowSettings, RowState, RowTracker
+from zwz.server.engine import (
+    EngineInfo,
+    EngineOverloadedError,
+    GenerationChunk,
+    GenerationRequest,
+    InvalidRequestError,
+    SamplingParams,
+)
+from zwz.server.model_loading import load_model
+
+logger = logging.getLogger(__name__)
+
+# Keys the Qwen-VL processors return that are per text position (padded) vs per image (concatenated).
+_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+_IMAGE_KEYS = ("pixel_values", "image_grid_thw")
+
+
+@dataclass
+class EngineSettings:
+    max_batch_size: int = 8
+    max_queue: int = 64
+    # Extra wait for more requests before a batch starts; 0 takes just what is already waiting.
+    batch_wait_ms: float = 0.0
+    max_model_len: int | None = None
+    default_max_tokens: int = 512
+    device: str = "auto"
+    dtype: str = "auto"
+    attn_implementation: Any = "sdpa"
+
+
+@dataclass
+class PreparedPrompt:
+    inputs: dict[str, torch.Tensor]
+    prompt_tokens: int
+    visual_tokens: int
+
+
+@dataclass
+class _Job:
+    prepared: PreparedPrompt
+    settings: RowSettings
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    state: RowState | None = None
+    cancelled: bool = False
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class TransformersEngine:
+    """Engine backed by a transformers model in this process."""
+
+    def __init__(self, model_dir: str | Path, settings: EngineSettings | None = None, *, random_weights: bool = False):
+        self.settings = settings or EngineSettings()
+        loaded = load_model(
+            model_dir,
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            attn_implementation=self.settings.attn_implementation,
+        )
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.tokenizer = loaded.processor.tokenizer
+        self.device = loaded.device
+        max_len = self.settings.max_model_len or loaded.max_position_embeddings
+        self.info = EngineInfo(
+            model_dir=str(model_dir),
+            engine="transformers",
+            family=loaded.family,
+            max_model_len=max_len,
+            device=loaded.device,
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            random_weights=random_weights,
+        )
+        gen_cfg = self.model.generation_config
+        eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos])
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.merge_size: int = self.processor.image_processor.merge_size
+        self._defaults = gen_cfg
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._scheduler: asyncio.Task | None = None
+        self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zwz-decode")
+        self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zwz-prepare")
+        # Observers (e.g. metrics) called with the size of every batch that starts.
+        self.batch_listeners: list = []
+        self.batch_sizes: list[int] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._scheduler is None:
+            self._queue = asyncio.Queue(maxsize=self.settings.max_queue)
+            self._scheduler = asyncio.create_task(self._schedule(), name="zwz-batch-scheduler")
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            try:
+                await self._scheduler
+            except asyncio.CancelledError:
+                pass
+            self._scheduler = None
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    # -- requests --------------------------------------------------------------------------------------
+    async def submit(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self._queue is None:
+            raise RuntimeError("engine not started")
+        if self._queue.full():  # refuse before spending time on preprocessing
+            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._prepare_pool, self.prepare, request)
+        settings = self._row_settings(request.sampling, prepared.prompt_tokens)
+        job = _Job(prepared=prepared, settings=settings, loop=loop)
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full") from None
+        return self._stream(job)
+
+    async def _stream(self, job: _Job) -> AsyncIterator[GenerationChunk]:
+        try:
+            while True:
+                item = await job.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            # The consumer went away (client disconnect) or finished: stop decoding this row.
+            job.cancelled = True
+            if job.state is not None:
+                job.state.cancelled = True
+
+    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
+        """Chat template + tokenization + image preprocessing for one request (runs in a worker thread)."""
+        conversation, images = _to_hf_conversation(request)
+        text = self.processor.apply_chat_template(
+            conversation, tools=request.tools or None, add_generation_prompt=True, tokenize=False
+        )
+        kwargs: dict[str, Any] = {}
+        if request.min_pixels is not None or request.max_pixels is not None:
+            kwargs["size"] = self._pixel_budget(request.min_pixels, request.max_pixels)
+        inputs = self.processor(text=[text], images=images or None, return_tensors="pt", **kwargs)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        visual_tokens = 0
+        if "image_grid_thw" in inputs:
+            visual_tokens = int(inputs["image_grid_thw"].prod(dim=-1).sum()) // self.merge_size**2
+        if prompt_tokens >= self.info.max_model_len:
+            raise InvalidRequestError(
+                f"the prompt has {prompt_tokens} tokens ({visual_tokens} of them visual), over this model's "
+                f"context of {self.info.max_model_len}; send a smaller image (max_pixels) or a shorter prompt",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        wanted = request.sampling.max_tokens
+        if wanted is not None and prompt_tokens + wanted > self.info.max_model_len:
+            raise InvalidRequestError(
+                f"prompt ({prompt_tokens} tokens) + max_tokens ({wanted}) exceeds the context of "
+                f"{self.info.max_model_len} tokens",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        return PreparedPrompt(inputs=dict(inputs), prompt_tokens=prompt_tokens, visual_tokens=visual_tokens)
+
+    def _pixel_budget(self, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+        size = self.processor.image_processor.size
+        lo = min_pixels if min_pixels is not None else size["shortest_edge"]
+        hi = max_pixels if max_pixels is not None else size["longest_edge"]
+        factor = (self.processor.image_processor.patch_size * self.merge_size) ** 2
+        if lo < factor or hi < lo:
+            raise InvalidRequestError(
+                f"pixel budget must satisfy {factor} <= min_pixels <= max_pixels (got {lo}, {hi})",
+                param="mm_processor_kwargs",
+            )
+        return {"shortest_edge": lo, "longest_edge": hi}
+
+    def _row_settings(self, sampling: SamplingParams, prompt_tokens: int) -> RowSettings:
+        defaults = self._defaults
+        room = self.info.max_model_len - prompt_tokens
+        max_tokens = sampling.max_tokens if sampling.max_tokens is not None else min(self.settings.default_max_tokens, room)
+        if sampling.temperature is not None:
+            temperature = sampling.temperature
+        else:  # the model's own default, as vLLM does
+            temperature = (defaults.temperature or 1.0) if defaults.do_sample else 0.0
+        top_p = sampling.top_p if sampling.top_p is not None else (defaults.top_p or 1.0)
+        top_k = sampling.top_k if sampling.top_k is not None else (defaults.top_k or 0 if defaults.do_sample else 0)
+        return RowSettings(
+            max_tokens=max(1, max_tokens),
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=sampling.seed,
+            stop=tuple(s for s in sampling.stop if s),
+        )
+
+    # -- batching --------------------------------------------------------------------------------------
+    async def _schedule(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            await asyncio.sleep(self.settings.batch_wait_ms / 1000)  # let requests sent together arrive
+            batch = [first]
+            while len(batch) < self.settings.max_batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [job for job in batch if not job.cancelled]
+            if not batch:
+                continue
+            self.batch_sizes.append(len(batch))
+            for listener in self.batch_listeners:
+                listener(len(batch))
+            try:
+                await loop.run_in_executor(self._decode_pool, self._run_batch, batch)
+            except Exception as exc:  # a failed batch fails its requests, never the scheduler
+                logger.exception("batch of %d failed", len(batch))
+                for job in batch:
+                    job.loop.call_soon_threadsafe(job.queue.put_nowait, exc)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        inputs = self._collate([job.prepared for job in batch])
+        states = []
+        for job in batch:
+            job.state = RowState(settings=job.settings, emit=self._emitter(job), cancelled=job.cancelled)
+            states.append(job.state)
+        tracker = RowTracker(states, self._decode, self.eos_ids)
+        sampler = RowSampler([job.settings for job in batch], device=torch.device(self.device))
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        config = GenerationConfig(
+            max_new_tokens=max(job.settings.max_tokens for job in batch),
+            do_sample=False,  # RowSampler does the sampling per row
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+        )
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=StoppingCriteriaList([tracker]),
+            )
+        tracker.finish_all()
+
+    def _collate(self, prompts: list[PreparedPrompt]) -> dict[str, torch.Tensor]:
+        """Left-pad the text tensors to one length; concatenate the image tensors in row order."""
+        longest = max(p.prompt_tokens for p in prompts)
+        out: dict[str, torch.Tensor] = {}
+        for key in _TEXT_KEYS:
+            if key not in prompts[0].inputs:
+                continue
+            fill = self.pad_id if key == "input_ids" else 0
+            rows = []
+            for p in prompts:
+                t = p.inputs[key]  # (1, S)
+                pad = torch.full((1, longest - t.shape[1]), fill, dtype=t.dtype)
+                rows.append(torch.cat([pad, t], dim=1))
+            out[key] = torch.cat(rows, dim=0).to(self.device)  # (B, S_max)
+        for key in _IMAGE_KEYS:
+            parts = [p.inputs[key] for p in prompts if key in p.inputs]
+            if parts:
+                tensor = torch.cat(parts, dim=0).to(self.device)
+                out[key] = tensor.to(self.model.dtype) if key == "pixel_values" else tensor
+        return out
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _emitter(self, job: _Job):
+        prepared = job.prepared
+
+        def emit(text: str, token_ids: list[int], finish_reason) -> None:
+            state = job.state
+            chunk = GenerationChunk(
+                text=text,
+                token_ids=token_ids,
+                finish_reason=finish_reason,
+                prompt_tokens=prepared.prompt_tokens,
+                completion_tokens=state.generated if state else 0,
+                visual_tokens=prepared.visual_tokens,
+            )
+            job.loop.call_soon_threadsafe(job.queue.put_nowait, chunk)
+
+        return emit
+
+
+def _to_hf_conversation(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+    """Our messages -> the processor's chat format, plus the images in prompt order."""
+    conversation: list[dict[str, Any]] = []
+    images: list[Image.Image] = []
+    for message in request.messages:
+        parts: list[dict[str, Any]] = []
+        for part in message.content:
+            if isinstance(part, Image.Image):
+                images.append(part)
+                parts.append({"type": "image"})
+            else:
+                parts.append({"type": "text", "text": part})
+        turn: dict[str, Any] = {"role": message.role, "content": parts}
+        if message.tool_calls:
+            turn["tool_calls"] = message.tool_calls
+        conversation.append(turn)
+    return conversation, images

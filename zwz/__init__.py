@@ -1,0 +1,2 @@
+"""zwz: serve Zooming-without-Zooming vision-language models."""
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The ``zwz`` command: one subcommand per job.
+
+    zwz serve [--model DIR]          # OpenAI-compatible server (embedded tiny default without --model)
+    zwz make-model --family qwen3_vl --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _register_make_model(subparsers) -> None:
+    p = subparsers.add_parser("make-model", help="build a tiny random Qwen-VL checkpoint, offline")
+    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen3_vl")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_make_model)
+
+
+def _make_model(args: argparse.Namespace) -> int:
+    from zwz.tiny_models import build_tiny_model
+
+    out = build_tiny_model(args.family, args.out, seed=args.seed)
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from zwz.server import cli as serve_cli
+
+    parser = argparse.ArgumentParser(prog="zwz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_cli.register(sub)
+    _register_make_model(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(getattr(args, "log_level", "info")).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, ImportError, OSError) as exc:
+        if os.environ.get("ZWZ_DEBUG"):
+            raise
+        print(f"zwz {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
