@@ -43,7 +43,8 @@ class GenerationRequest:
     tools: list[dict[str, Any]] | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
-    request_id: str = ""
+    # False: the engine sends one chunk with the whole answer (one event-loop wake-up instead of one per token).
+    stream: bool = True
 
 
 @dataclass
@@ -56,6 +57,7 @@ class GenerationChunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     visual_tokens: int = 0
+    first_token_at: float | None = None  # time.perf_counter() when the first token was generated
 
 
 class EngineError(Exception):

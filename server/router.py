@@ -16,7 +16,9 @@ from zwz.server.protocol import ChatCompletionRequest, ModelCard, ModelList
 from zwz.server.serving_chat import ChatService
 
 
-def require_api_key(request: Request) -> None:
+# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` ones in a thread pool, and each
+# such hop cost about a millisecond per request on a busy 2-core machine.
+async def require_api_key(request: Request) -> None:
     expected = request.app.state.settings.api_key
     if not expected:
         return
@@ -26,11 +28,11 @@ def require_api_key(request: Request) -> None:
         raise APIError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')", code="invalid_api_key")
 
 
-def get_chat(request: Request) -> ChatService:
+async def get_chat(request: Request) -> ChatService:
     return request.app.state.chat
 
 
-def get_metrics(request: Request) -> ServerMetrics:
+async def get_metrics(request: Request) -> ServerMetrics:
     return request.app.state.metrics
 
 

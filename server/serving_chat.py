@@ -30,6 +30,8 @@ from zwz.server.protocol import (
 
 logger = logging.getLogger(__name__)
 
+_INLINE_DECODE_CHARS = 256 * 1024  # base64 characters; about a 450 px JPEG
+
 
 @dataclass
 class ChatLimits:
@@ -80,8 +82,12 @@ class ChatService:
         if len(urls) > self.limits.max_images_per_request:
             raise APIError(400, f"{len(urls)} images in one request; this server allows at most "
                                 f"{self.limits.max_images_per_request}", param="messages", code="too_many_images")
-        # Decoding a large image takes a while: keep the event loop free.
-        images = await asyncio.to_thread(lambda: [load_image(url, self.limits.media) for url in urls])
+        # Decoding a large image takes a while: keep the event loop free. Small ones (well under a
+        # millisecond) are cheaper to decode here than to hand to a thread.
+        if sum(len(url) for url in urls) > _INLINE_DECODE_CHARS:
+            images = await asyncio.to_thread(lambda: [load_image(url, self.limits.media) for url in urls])
+        else:
+            images = [load_image(url, self.limits.media) for url in urls]
         image_iter = iter(images)
         messages: list[ChatMessage] = []
         for m in request.messages:
@@ -113,6 +119,7 @@ class ChatService:
             tools=request.tools,
             min_pixels=mm.min_pixels if mm else None,
             max_pixels=mm.max_pixels if mm else None,
+            stream=request.stream,
         )
 
     # -- answering -------------------------------------------------------------------------------------
@@ -140,10 +147,9 @@ class ChatService:
         first_token_at = None
         last = None
         async for chunk in chunks:
-            if first_token_at is None and (chunk.token_ids or chunk.finish_reason):
-                first_token_at = time.perf_counter()
             parts.append(chunk.text)
             last = chunk
+            first_token_at = chunk.first_token_at
         assert last is not None and last.finish_reason is not None
         self._observe(started, first_token_at, last)
         return ChatCompletionResponse(
@@ -168,8 +174,7 @@ class ChatService:
         try:
             yield event([StreamChoice(delta=DeltaMessage(role="assistant", content=""))])
             async for chunk in chunks:
-                if first_token_at is None and (chunk.token_ids or chunk.finish_reason):
-                    first_token_at = time.perf_counter()
+                first_token_at = chunk.first_token_at
                 last = chunk
                 if chunk.text or chunk.finish_reason:
                     yield event([StreamChoice(delta=DeltaMessage(content=chunk.text or None),

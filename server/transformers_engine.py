@@ -65,8 +65,10 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     state: RowState | None = None
+    stream: bool = True
     cancelled: bool = False
-    enqueued_at: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    pending_text: list[str] = field(default_factory=list)  # held until the end when not streaming
 
 
 class TransformersEngine:
@@ -107,6 +109,7 @@ class TransformersEngine:
         # Observers (e.g. metrics) called with the size of every batch that starts.
         self.batch_listeners: list = []
         self.batch_sizes: list[int] = []
+        self.cancelled_rows = 0  # rows whose client left before the answer was complete
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,7 +141,7 @@ class TransformersEngine:
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._prepare_pool, self.prepare, request)
         settings = self._row_settings(request.sampling, prepared.prompt_tokens)
-        job = _Job(prepared=prepared, settings=settings, loop=loop)
+        job = _Job(prepared=prepared, settings=settings, loop=loop, stream=request.stream)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -269,6 +272,7 @@ class TransformersEngine:
                 stopping_criteria=StoppingCriteriaList([tracker]),
             )
         tracker.finish_all()
+        self.cancelled_rows += sum(state.finish_reason == "cancelled" for state in states)
 
     def _collate(self, prompts: list[PreparedPrompt]) -> dict[str, torch.Tensor]:
         """Left-pad the text tensors to one length; concatenate the image tensors in row order."""
@@ -298,6 +302,14 @@ class TransformersEngine:
         prepared = job.prepared
 
         def emit(text: str, token_ids: list[int], finish_reason) -> None:
+            if job.first_token_at is None:
+                job.first_token_at = time.perf_counter()
+            if not job.stream and finish_reason is None:
+                job.pending_text.append(text)  # waking the event loop per token costs more than it gives
+                return
+            if job.pending_text:
+                text = "".join(job.pending_text) + text
+                job.pending_text.clear()
             state = job.state
             chunk = GenerationChunk(
                 text=text,
@@ -306,6 +318,7 @@ class TransformersEngine:
                 prompt_tokens=prepared.prompt_tokens,
                 completion_tokens=state.generated if state else 0,
                 visual_tokens=prepared.visual_tokens,
+                first_token_at=job.first_token_at,
             )
             job.loop.call_soon_threadsafe(job.queue.put_nowait, chunk)
 

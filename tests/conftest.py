@@ -17,3 +17,102 @@ except ImportError:  # pragma: no cover - torch is a hard dependency
 
 if not _HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import base64
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Both tiny families, built once per test session (a few seconds)."""
+    from zwz.tiny_models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {family: build_tiny_model(family, root / family) for family in ("qwen2_5_vl", "qwen3_vl")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn server on a free loopback port; yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def serve() -> Callable:
+    """``with serve(model_dir, **settings) as (url, app): ...`` starts a zwz server on the transformers engine."""
+    from zwz.server.app import create_app
+    from zwz.server.launch import build_engine
+    from zwz.server.settings import ServerSettings
+
+    @contextmanager
+    def _serve(model_dir: Path, **overrides):
+        settings = ServerSettings(model=str(model_dir), engine="transformers", **overrides)
+        app = create_app(settings, build_engine(settings))
+        with live_server(app) as url:
+            yield url, app
+
+    return _serve
+
+
+def png_data_url(width: int = 448, height: int = 448, color=(200, 30, 30), fmt: str = "PNG") -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, fmt)
+    mime = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "WEBP": "webp"}[fmt]
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def noise_image(width: int = 448, height: int = 448, seed: int = 0):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def image_data_url(image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="session")
+def images():
+    """Helpers to build image payloads in tests."""
+
+    class Images:
+        png_data_url = staticmethod(png_data_url)
+        noise = staticmethod(noise_image)
+        data_url = staticmethod(image_data_url)
+
+    return Images

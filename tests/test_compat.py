@@ -1,0 +1,84 @@
+"""The torchvision compatibility layer, with its trigger (no torchvision, as here) and without it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zwz import compat
+
+pytestmark = pytest.mark.skipif(not compat.torchvision_missing(), reason="the trigger (no torchvision) is absent")
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without the site hook that ``install()`` exported."""
+    env = dict(os.environ)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != compat._SITE_HOOK_DIR]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+LOAD = "from transformers import AutoProcessor; p = AutoProcessor.from_pretrained({folder!r}); print(type(p.video_processor).__name__)"
+
+
+def test_with_trigger_processors_load_and_refuse_videos(tiny_models):
+    from transformers import AutoProcessor
+
+    assert compat.install() is True
+    for folder in tiny_models.values():
+        processor = AutoProcessor.from_pretrained(folder)
+        assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+        assert processor.video_processor.merge_size == 2
+        assert processor.video_processor.valid_kwargs is not None  # vLLM reads this
+        with pytest.raises(ValueError, match="torchvision"):
+            processor.video_processor([])
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize  # vLLM's import path
+
+    assert smart_resize(448, 448, factor=28) == (448, 448)
+
+
+def test_without_the_layer_loading_fails(tiny_models):
+    """Proves the layer is what makes processors work here: a bare interpreter cannot load them."""
+    result = _run(LOAD.format(folder=str(tiny_models["qwen3_vl"])), _clean_env())
+    assert result.returncode != 0
+    assert "torchvision" in result.stderr.lower()
+
+
+def test_layer_reaches_subprocesses_through_site_hook(tiny_models):
+    compat.install()
+    env = dict(os.environ)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == compat._SITE_HOOK_DIR
+    result = _run(LOAD.format(folder=str(tiny_models["qwen2_5_vl"])), env)  # never imports zwz itself
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ImageOnlyVideoProcessor"
+    assert "Error in sitecustomize" not in result.stderr
+
+
+def test_site_hook_is_lazy():
+    """A child that never imports transformers pays nothing: the layer waits for that import."""
+    compat.install()
+    result = _run("import sys; print('zwz.compat' in sys.modules, 'transformers' in sys.modules)", dict(os.environ))
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_no_trigger_means_no_patch():
+    code = (
+        "from zwz import compat\n"
+        "compat.torchvision_missing = lambda: False\n"
+        "from transformers.processing_utils import ProcessorMixin\n"
+        "before = ProcessorMixin.check_argument_for_proper_class\n"
+        "print(compat.install(), compat.is_installed(), ProcessorMixin.check_argument_for_proper_class is before)\n"
+        "import os; print(compat._SITE_HOOK_DIR in os.environ.get('PYTHONPATH', ''))\n"
+    )
+    result = _run(code, _clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "True", "False"]
