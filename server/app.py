@@ -15,6 +15,7 @@ from zwz.server.limits import BodySizeLimit
 from zwz.server.media import MediaPolicy
 from zwz.server.metrics import ServerMetrics
 from zwz.server.router import ops, v1
+from zwz.server.serving_attention import AttentionService
 from zwz.server.serving_chat import ChatLimits, ChatService
 from zwz.server.settings import ServerSettings
 
@@ -49,6 +50,7 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
     app.state.served_model_names = served
     app.state.started_at = int(time.time())
     app.state.chat = ChatService(engine, served, ChatLimits(settings.max_images_per_request, media), metrics)
+    app.state.attention = AttentionService(engine, served, media)
     if hasattr(engine, "batch_listeners"):
         engine.batch_listeners.append(metrics.batch_size.observe)
     install_error_handlers(app, on_error=metrics.record_error)

@@ -37,6 +37,13 @@ class SamplingParams:
 
 
 @dataclass
+class AttentionOptions:
+    """Ask for the answer's relative-attention map (zwz extension), computed from the answer's own prefill."""
+
+    layers: Any = None  # None (default layer), an int, a list of ints, or "all"
+
+
+@dataclass
 class GenerationRequest:
     messages: list[ChatMessage]
     sampling: SamplingParams = field(default_factory=SamplingParams)
@@ -45,6 +52,7 @@ class GenerationRequest:
     max_pixels: int | None = None
     # False: the engine sends one chunk with the whole answer (one event-loop wake-up instead of one per token).
     stream: bool = True
+    attention: AttentionOptions | None = None
 
 
 @dataclass
@@ -58,6 +66,7 @@ class GenerationChunk:
     completion_tokens: int = 0
     visual_tokens: int = 0
     first_token_at: float | None = None  # time.perf_counter() when the first token was generated
+    attention: Any = None  # zwz.analytics.relative_attention.RelativeAttention on the last chunk, when asked
 
 
 class EngineError(Exception):

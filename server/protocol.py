@@ -59,6 +59,19 @@ class MMProcessorKwargs(BaseModel):
     max_pixels: int | None = Field(None, ge=1)
 
 
+LayerChoice = int | list[int] | Literal["all"] | None
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in original-image pixels")]
+
+
+class AttentionOptions(BaseModel):
+    """zwz extension on chat completions: return the answer's relative-attention map with it."""
+
+    model_config = ConfigDict(extra="forbid")
+    layer: LayerChoice = Field(None, description="LLM layer(s): an index, a list, 'all'; default by relative depth.")
+    box: Box | None = Field(None, description="Evidence box on the last image, for the coverage ratio.")
+    heatmap: bool = Field(False, description="Include the heatmap overlay as a base64 PNG.")
+
+
 class ChatCompletionRequest(BaseModel):
     # Unknown OpenAI fields are accepted and ignored, as vLLM does.
     model_config = ConfigDict(extra="allow")
@@ -83,6 +96,21 @@ class ChatCompletionRequest(BaseModel):
     # zwz extensions
     top_k: int | None = Field(None, ge=0, description="Sample from the k most likely tokens (0: off).")
     mm_processor_kwargs: MMProcessorKwargs | None = Field(None, description="Image pixel budget for this request.")
+    zwz_attention: AttentionOptions | None = Field(None, description="Return the relative-attention map too.")
+
+
+class ZoomAttentionRequest(BaseModel):
+    """POST /v1/zoom/attention: where the model looks to answer ``question`` about ``image``."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, description="Served model name; optional when one model is served.")
+    image: str = Field(description="Image URL: data:image/...;base64,..., or file:// / http(s) where allowed.")
+    question: str = Field(min_length=1)
+    box: Box | None = Field(None, description="Evidence box for the coverage ratio (paper Eq. 2).")
+    layer: LayerChoice = Field(None, description="LLM layer(s): an index, a list, 'all'; default by relative depth.")
+    method: Literal["fast", "reference"] = Field("fast", description="'reference': eager output_attentions passes.")
+    heatmap: bool = Field(True, description="Include the heatmap overlay as a base64 PNG.")
+    mm_processor_kwargs: MMProcessorKwargs | None = None
 
 
 # -- response --------------------------------------------------------------------------------------------
@@ -109,6 +137,22 @@ def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
+class AttentionMap(BaseModel):
+    """A relative-attention map over the merged visual-token grid of one image."""
+
+    layer: int = Field(description="LLM layer of `grid` (0-based).")
+    grid: list[list[float]] = Field(description="Relative attention, rows x cols of the merged token grid.")
+    grid_shape: tuple[int, int]
+    image_size: tuple[int, int] = Field(description="Original image (width, height) in pixels.")
+    layer_grids: dict[str, list[list[float]]] | None = Field(None, description="Every requested layer's map.")
+    coverage: float | None = Field(None, description="Share of the map's mass inside `box` (paper Eq. 2).")
+    coverage_by_layer: dict[str, float] | None = None
+    suggested_box: tuple[int, int, int, int] = Field(description="Region with the most excess attention.")
+    heatmap_png: str | None = Field(None, description="Base64 PNG: the map over the image, boxes drawn.")
+    method: str
+    timings_ms: dict[str, float]
+
+
 class ChatCompletionResponse(BaseModel):
     id: str = Field(default_factory=new_completion_id)
     object: Literal["chat.completion"] = "chat.completion"
@@ -116,6 +160,13 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
+    zwz_attention: AttentionMap | None = Field(None, description="zwz extension: the answer's attention map.")
+
+
+class ZoomAttentionResponse(AttentionMap):
+    object: Literal["zoom.attention"] = "zoom.attention"
+    model: str
+    visual_tokens: int
 
 
 class DeltaMessage(BaseModel):
@@ -137,6 +188,7 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[StreamChoice]
     usage: Usage | None = None
+    zwz_attention: AttentionMap | None = None
 
 
 class ModelCard(BaseModel):

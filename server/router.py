@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from zwz.server.errors import APIError
 from zwz.server.metrics import ServerMetrics
-from zwz.server.protocol import ChatCompletionRequest, ModelCard, ModelList
+from zwz.server.protocol import ChatCompletionRequest, ModelCard, ModelList, ZoomAttentionRequest
+from zwz.server.serving_attention import AttentionService
 from zwz.server.serving_chat import ChatService
 
 
@@ -36,7 +37,12 @@ async def get_metrics(request: Request) -> ServerMetrics:
     return request.app.state.metrics
 
 
+async def get_attention(request: Request) -> AttentionService:
+    return request.app.state.attention
+
+
 Chat = Annotated[ChatService, Depends(get_chat)]
+Attention = Annotated[AttentionService, Depends(get_attention)]
 Metrics = Annotated[ServerMetrics, Depends(get_metrics)]
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -61,7 +67,10 @@ async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Met
         raise
     if not body.stream:
         metrics.in_flight.dec()
-        return JSONResponse(result.model_dump())
+        payload = result.model_dump()
+        if payload.get("zwz_attention") is None:  # an extension appears only when asked for
+            payload.pop("zwz_attention", None)
+        return JSONResponse(payload)
 
     async def stream():
         try:
@@ -71,6 +80,16 @@ async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Met
             metrics.in_flight.dec()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@v1.post("/zoom/attention")
+async def zoom_attention(body: ZoomAttentionRequest, attention: Attention, metrics: Metrics):
+    """The relative-attention map of a question over an image (paper App. 12), with coverage and heatmap."""
+    metrics.in_flight.inc()
+    try:
+        return (await attention.create(body)).model_dump()
+    finally:
+        metrics.in_flight.dec()
 
 
 @ops.get("/health")

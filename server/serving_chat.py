@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from zwz.server.engine import ChatMessage, Engine, GenerationChunk, GenerationRequest, SamplingParams
+from zwz.server.engine import AttentionOptions, ChatMessage, Engine, GenerationChunk, GenerationRequest, SamplingParams
 from zwz.server.errors import APIError, as_api_error, error_body
 from zwz.server.media import MediaPolicy, load_image
 from zwz.server.metrics import ServerMetrics
+from zwz.server.serving_attention import attention_payload, check_box
 from zwz.server.protocol import (
+    AttentionMap,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -53,12 +55,33 @@ class ChatService:
         started = time.perf_counter()
         self._check_model(request.model)
         self._check_unsupported(request)
-        generation = await self._to_generation_request(request)
+        generation, images = await self._to_generation_request(request)
+        mapping = self._attention_request(request, generation, images)
         chunks = await self.engine.submit(generation)
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return self._sse(request.model, chunks, started, include_usage)
-        return await self._collect(request.model, chunks, started)
+            return self._sse(request.model, chunks, started, include_usage, mapping)
+        return await self._collect(request.model, chunks, started, mapping)
+
+    def _attention_request(self, request: ChatCompletionRequest, generation: GenerationRequest,
+                           images: list[Image.Image]) -> tuple[Image.Image, tuple | None, bool] | None:
+        """Validate the zwz_attention extension; return (last image, box, heatmap) for the payload."""
+        options = request.zwz_attention
+        if options is None:
+            return None
+        if not images:
+            raise APIError(400, "zwz_attention needs an image in the messages", param="zwz_attention")
+        if not hasattr(self.engine, "analyze"):
+            raise APIError(501, f"the {self.engine.info.engine} engine cannot compute attention maps",
+                           code="not_supported")
+        generation.attention = AttentionOptions(layers=options.layer)
+        return images[-1], check_box(options.box, images[-1].size), options.heatmap
+
+    async def _attention_payload(self, mapping, last: GenerationChunk) -> AttentionMap | None:
+        if mapping is None or last.attention is None:
+            return None
+        image, box, heatmap = mapping
+        return await asyncio.to_thread(attention_payload, last.attention, image, box, heatmap)
 
     # -- validation --------------------------------------------------------------------------------------
     def _check_model(self, model: str) -> None:
@@ -76,7 +99,7 @@ class ChatService:
             if getattr(request, name):
                 raise APIError(400, f"{name} is not supported", param=name)
 
-    async def _to_generation_request(self, request: ChatCompletionRequest) -> GenerationRequest:
+    async def _to_generation_request(self, request: ChatCompletionRequest) -> tuple[GenerationRequest, list[Image.Image]]:
         urls = [part.image_url.url for m in request.messages if isinstance(m.content, list)
                 for part in m.content if isinstance(part, ImagePart)]
         if len(urls) > self.limits.max_images_per_request:
@@ -120,7 +143,7 @@ class ChatService:
             min_pixels=mm.min_pixels if mm else None,
             max_pixels=mm.max_pixels if mm else None,
             stream=request.stream,
-        )
+        ), images
 
     # -- answering -------------------------------------------------------------------------------------
     def _observe(self, started: float, first_token_at: float | None, last: GenerationChunk) -> None:
@@ -142,7 +165,8 @@ class ChatService:
             visual_tokens=last.visual_tokens,
         )
 
-    async def _collect(self, model: str, chunks: AsyncIterator[GenerationChunk], started: float) -> ChatCompletionResponse:
+    async def _collect(self, model: str, chunks: AsyncIterator[GenerationChunk], started: float,
+                       mapping=None) -> ChatCompletionResponse:
         parts: list[str] = []
         first_token_at = None
         last = None
@@ -156,15 +180,18 @@ class ChatService:
             model=model,
             choices=[Choice(message=ResponseMessage(content="".join(parts)), finish_reason=last.finish_reason)],
             usage=self._usage(last),
+            zwz_attention=await self._attention_payload(mapping, last),
         )
 
     async def _sse(self, model: str, chunks: AsyncIterator[GenerationChunk], started: float,
-                   include_usage: bool) -> AsyncIterator[str]:
+                   include_usage: bool, mapping=None) -> AsyncIterator[str]:
         completion_id, created = new_completion_id(), int(time.time())
 
-        def event(choices: list[StreamChoice], usage: Usage | None = None) -> str:
-            chunk = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage)
-            body = chunk.model_dump(exclude={"usage"} if usage is None else None)
+        def event(choices: list[StreamChoice], usage: Usage | None = None, attention: AttentionMap | None = None) -> str:
+            chunk = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage,
+                                        zwz_attention=attention)
+            body = chunk.model_dump(exclude={name for name, value in (("usage", usage), ("zwz_attention", attention))
+                                             if value is None})
             for choice in body["choices"]:  # deltas carry only what changed, as OpenAI's do
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
             return f"data: {json.dumps(body)}\n\n"
@@ -177,8 +204,9 @@ class ChatService:
                 first_token_at = chunk.first_token_at
                 last = chunk
                 if chunk.text or chunk.finish_reason:
+                    attention = await self._attention_payload(mapping, chunk) if chunk.finish_reason else None
                     yield event([StreamChoice(delta=DeltaMessage(content=chunk.text or None),
-                                              finish_reason=chunk.finish_reason)])
+                                              finish_reason=chunk.finish_reason)], attention=attention)
             assert last is not None
             self._observe(started, first_token_at, last)
             if include_usage:

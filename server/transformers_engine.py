@@ -9,6 +9,7 @@ Requests that arrive while a batch runs form the next batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +21,19 @@ from typing import Any
 import torch
 from PIL import Image
 
+from zwz.analytics import capture
+from zwz.analytics.relative_attention import (
+    PromptPair,
+    RelativeAttention,
+    build_pair,
+    from_question_capture,
+    pair_from_inputs,
+    relative_attention,
+    resolve_layers,
+)
 from zwz.server.decoding import RowSampler, RowSettings, RowState, RowTracker
 from zwz.server.engine import (
+    AttentionOptions,
     EngineInfo,
     EngineOverloadedError,
     GenerationChunk,
@@ -48,7 +60,8 @@ class EngineSettings:
     default_max_tokens: int = 512
     device: str = "auto"
     dtype: str = "auto"
-    attn_implementation: Any = "sdpa"
+    # None: sdpa with query/key capture in the LLM (same speed as sdpa; enables attention maps).
+    attn_implementation: Any = None
 
 
 @dataclass
@@ -63,12 +76,27 @@ class _Job:
     prepared: PreparedPrompt
     settings: RowSettings
     loop: asyncio.AbstractEventLoop
+    attention: AttentionOptions | None = None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     state: RowState | None = None
     stream: bool = True
     cancelled: bool = False
     first_token_at: float | None = None
     pending_text: list[str] = field(default_factory=list)  # held until the end when not streaming
+    hold_final: bool = False  # keep the last chunk until the attention map is attached
+    held: GenerationChunk | None = None
+
+    def send(self, chunk: GenerationChunk) -> None:
+        if self.hold_final and chunk.finish_reason is not None:
+            self.held = chunk
+            return
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
+
+    def release_final(self, attention) -> None:
+        if self.held is not None:
+            self.held.attention = attention
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, self.held)
+            self.held = None
 
 
 class TransformersEngine:
@@ -80,7 +108,7 @@ class TransformersEngine:
             model_dir,
             device=self.settings.device,
             dtype=self.settings.dtype,
-            attn_implementation=self.settings.attn_implementation,
+            attn_implementation=self.settings.attn_implementation or capture.attn_implementation(),
         )
         self.model = loaded.model
         self.processor = loaded.processor
@@ -110,6 +138,8 @@ class TransformersEngine:
         self.batch_listeners: list = []
         self.batch_sizes: list[int] = []
         self.cancelled_rows = 0  # rows whose client left before the answer was complete
+        self.num_layers: int = self.model.config.get_text_config().num_hidden_layers
+        self._pending_analyses = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,10 +168,14 @@ class TransformersEngine:
             raise RuntimeError("engine not started")
         if self._queue.full():  # refuse before spending time on preprocessing
             raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
+        if request.attention is not None:
+            self._check_attention_options(request.attention.layers)
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._prepare_pool, self.prepare, request)
+        if request.attention is not None and "image_grid_thw" not in prepared.inputs:
+            raise InvalidRequestError("an attention map needs an image in the prompt", param="zwz_attention")
         settings = self._row_settings(request.sampling, prepared.prompt_tokens)
-        job = _Job(prepared=prepared, settings=settings, loop=loop, stream=request.stream)
+        job = _Job(prepared=prepared, settings=settings, loop=loop, stream=request.stream, attention=request.attention)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -162,6 +196,46 @@ class TransformersEngine:
             job.cancelled = True
             if job.state is not None:
                 job.state.cancelled = True
+
+    def _check_attention_options(self, layers) -> list[int]:
+        if not capture.uses_capture(self.model):
+            raise InvalidRequestError("attention maps need the model loaded with zwz's capture attention",
+                                      param="zwz_attention")
+        try:
+            return resolve_layers(layers, self.num_layers)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), param="layer", code="layer_out_of_range") from None
+
+    async def analyze(self, image: Image.Image, question: str, *, layers=None, method: str = "fast",
+                      min_pixels: int | None = None, max_pixels: int | None = None) -> RelativeAttention:
+        """The relative-attention map of ``question`` over ``image`` (no answer generated).
+
+        Runs on the decoding thread, between batches, so it never races a generate call.
+        """
+        selected = self._check_attention_options(layers)
+        if method not in ("fast", "reference"):
+            raise InvalidRequestError(f"unknown method {method!r}: use 'fast' or 'reference'", param="method")
+        if self._pending_analyses >= self.settings.max_queue:
+            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
+        loop = asyncio.get_running_loop()
+        self._pending_analyses += 1
+        try:
+            pair = await loop.run_in_executor(self._prepare_pool, self._build_pair, image, question, min_pixels,
+                                              max_pixels)
+            return await loop.run_in_executor(
+                self._decode_pool, lambda: relative_attention(self.model, self.processor, pair, layers=selected,
+                                                              method=method))
+        finally:
+            self._pending_analyses -= 1
+
+    def _build_pair(self, image, question, min_pixels, max_pixels) -> PromptPair:
+        if min_pixels is not None or max_pixels is not None:
+            self._pixel_budget(min_pixels, max_pixels)  # validates
+        pair = build_pair(self.processor, image, question, min_pixels=min_pixels, max_pixels=max_pixels)
+        if pair.question_len >= self.info.max_model_len:
+            raise InvalidRequestError(f"the prompt has {pair.question_len} tokens, over this model's context of "
+                                      f"{self.info.max_model_len}", param="image", code="context_length_exceeded")
+        return pair
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Chat template + tokenization + image preprocessing for one request (runs in a worker thread)."""
@@ -236,17 +310,22 @@ class TransformersEngine:
             while len(batch) < self.settings.max_batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             batch = [job for job in batch if not job.cancelled]
-            if not batch:
-                continue
-            self.batch_sizes.append(len(batch))
-            for listener in self.batch_listeners:
-                listener(len(batch))
-            try:
-                await loop.run_in_executor(self._decode_pool, self._run_batch, batch)
-            except Exception as exc:  # a failed batch fails its requests, never the scheduler
-                logger.exception("batch of %d failed", len(batch))
-                for job in batch:
-                    job.loop.call_soon_threadsafe(job.queue.put_nowait, exc)
+            # A job that wants an attention map captures its prefill, so it runs in a batch of its own.
+            plain = [job for job in batch if job.attention is None]
+            groups = ([plain] if plain else []) + [[job] for job in batch if job.attention is not None]
+            for group in groups:
+                await self._run_group(loop, group)
+
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> None:
+        self.batch_sizes.append(len(batch))
+        for listener in self.batch_listeners:
+            listener(len(batch))
+        try:
+            await loop.run_in_executor(self._decode_pool, self._run_batch, batch)
+        except Exception as exc:  # a failed batch fails its requests, never the scheduler
+            logger.exception("batch of %d failed", len(batch))
+            for job in batch:
+                job.loop.call_soon_threadsafe(job.queue.put_nowait, exc)
 
     def _run_batch(self, batch: list[_Job]) -> None:
         inputs = self._collate([job.prepared for job in batch])
@@ -264,7 +343,13 @@ class TransformersEngine:
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=self.pad_id,
         )
-        with torch.inference_mode():
+        mapped = batch[0] if batch[0].attention is not None else None
+        if mapped is not None:
+            layers = resolve_layers(mapped.attention.layers, self.num_layers)
+            mapped.hold_final = True  # the last chunk leaves with the map
+        # Capture only when asked: a capture keeps the prefill's keys/values alive during decoding.
+        recording = capture.capture(set(layers)) if mapped is not None else contextlib.nullcontext()
+        with torch.inference_mode(), recording as store:
             self.model.generate(
                 **inputs,
                 generation_config=config,
@@ -273,6 +358,13 @@ class TransformersEngine:
             )
         tracker.finish_all()
         self.cancelled_rows += sum(state.finish_reason == "cancelled" for state in states)
+        if mapped is not None:
+            result = None
+            if mapped.state.finish_reason != "cancelled":
+                # The generate call's prefill was the question's: reuse its capture; add the generic suffix.
+                pair = pair_from_inputs(mapped.prepared.inputs, self.processor)
+                result = from_question_capture(self.model, pair, store, layers)
+            mapped.release_final(result)
 
     def _collate(self, prompts: list[PreparedPrompt]) -> dict[str, torch.Tensor]:
         """Left-pad the text tensors to one length; concatenate the image tensors in row order."""
@@ -320,7 +412,7 @@ class TransformersEngine:
                 visual_tokens=prepared.visual_tokens,
                 first_token_at=job.first_token_at,
             )
-            job.loop.call_soon_threadsafe(job.queue.put_nowait, chunk)
+            job.send(chunk)
 
         return emit
 

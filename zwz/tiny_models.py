@@ -77,6 +77,22 @@ class TinySpec:
     vision_intermediate_size: int = 64
     vision_heads: int = 2
     max_position_embeddings: int = 32768
+    head_dim: int | None = None  # None: hidden_size // num_attention_heads
+    vision_full_attention_blocks: tuple[int, ...] | None = None  # Qwen2.5-VL; None: the last block
+    vision_deepstack_layers: tuple[int, ...] = (0,)  # Qwen3-VL
+
+
+# Real models' shapes, for timing and memory runs with random weights (the weights do not change speed).
+PRESETS: dict[str, TinySpec] = {
+    "qwen2_5_vl_7b": TinySpec(
+        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, vision_depth=32, vision_hidden_size=1280, vision_intermediate_size=3420,
+        vision_heads=16, max_position_embeddings=128000, vision_full_attention_blocks=(7, 15, 23, 31)),
+    "qwen3_vl_8b": TinySpec(
+        vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+        num_key_value_heads=8, vision_depth=27, vision_hidden_size=1152, vision_intermediate_size=4304,
+        vision_heads=16, max_position_embeddings=262144, head_dim=128, vision_deepstack_layers=(8, 16, 24)),
+}
 
 
 def _corpus(seed: int, n_lines: int = 4000) -> list[str]:
@@ -127,6 +143,11 @@ def _token_ids(tokenizer) -> dict[str, int]:
     return ids
 
 
+def model_config(family: Family, spec: TinySpec, tokenizer):
+    """The transformers config of a model of ``family`` shaped by ``spec``, with ``tokenizer``'s token ids."""
+    return _model_config(family, spec, _token_ids(tokenizer))
+
+
 def _model_config(family: Family, spec: TinySpec, ids: dict[str, int]):
     text = dict(
         vocab_size=spec.vocab_size,
@@ -161,20 +182,22 @@ def _model_config(family: Family, spec: TinySpec, ids: dict[str, int]):
         from transformers import Qwen2_5_VLConfig
 
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}
-        vision.update(patch_size=14, window_size=112, fullatt_block_indexes=[spec.vision_depth - 1])
+        full = spec.vision_full_attention_blocks or (spec.vision_depth - 1,)
+        vision.update(patch_size=14, window_size=112, fullatt_block_indexes=list(full))
         cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
         cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     else:
         from transformers import Qwen3VLConfig
 
-        text["head_dim"] = spec.hidden_size // spec.num_attention_heads
+        text["head_dim"] = spec.head_dim or spec.hidden_size // spec.num_attention_heads
         text["rope_parameters"] = {
             "rope_type": "default",
             "rope_theta": 5000000.0,
             "mrope_section": [2, 3, 3],
             "mrope_interleaved": True,
         }
-        vision.update(patch_size=16, num_position_embeddings=2304, deepstack_visual_indexes=[0])
+        vision.update(patch_size=16, num_position_embeddings=2304,
+                      deepstack_visual_indexes=list(spec.vision_deepstack_layers))
         cfg = Qwen3VLConfig(text_config=text, vision_config=vision, **common)
         cfg.architectures = ["Qwen3VLForConditionalGeneration"]
     return cfg
