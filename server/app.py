@@ -50,7 +50,7 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
     app.state.served_model_names = served
     app.state.started_at = int(time.time())
     app.state.chat = ChatService(engine, served, ChatLimits(settings.max_images_per_request, media), metrics)
-    app.state.attention = AttentionService(engine, served, media)
+    app.state.attention = AttentionService(engine, served, media, metrics)
     if hasattr(engine, "batch_listeners"):
         engine.batch_listeners.append(metrics.batch_size.observe)
     install_error_handlers(app, on_error=metrics.record_error)

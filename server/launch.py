@@ -8,7 +8,7 @@ from pathlib import Path
 
 from zwz.server.engine import Engine
 from zwz.server.settings import ServerSettings
-from zwz.server.transformers_engine import EngineSettings, TransformersEngine
+from zwz.server.vllm_setup import VllmSettings, resolve_engine
 from zwz.tiny_models import build_tiny_model, is_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -38,10 +38,19 @@ def build_engine(settings: ServerSettings) -> Engine:
     if random_weights:
         logger.warning("serving %s: a tiny model with RANDOM weights; its answers are gibberish. "
                        "Pass --model DIR to serve a trained ZwZ / Qwen-VL checkpoint.", model_dir)
-    if settings.engine not in ("transformers", "auto"):
-        raise ValueError(f"unknown engine {settings.engine!r}")
+    name = resolve_engine(settings.engine)
+    engine = (_vllm_engine if name == "vllm" else _transformers_engine)(model_dir, settings, random_weights)
+    info = engine.info
+    logger.info("engine %s: %s (%s) on %s, %s, context %d", info.engine, model_dir, info.family, info.device,
+                info.dtype, info.max_model_len)
+    return engine
+
+
+def _transformers_engine(model_dir: Path, settings: ServerSettings, random_weights: bool) -> Engine:
+    from zwz.server.transformers_engine import EngineSettings, TransformersEngine
+
     engine_settings = EngineSettings(
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=settings.max_batch_size or EngineSettings.max_batch_size,
         max_queue=settings.max_queue,
         batch_wait_ms=settings.batch_wait_ms,
         max_model_len=settings.max_model_len,
@@ -49,8 +58,26 @@ def build_engine(settings: ServerSettings) -> Engine:
         device=settings.device,
         dtype=settings.dtype,
     )
-    engine = TransformersEngine(model_dir, engine_settings, random_weights=random_weights)
-    info = engine.info
-    logger.info("engine %s: %s (%s) on %s, %s, context %d", info.engine, model_dir, info.family, info.device,
-                info.dtype, info.max_model_len)
-    return engine
+    return TransformersEngine(model_dir, engine_settings, random_weights=random_weights)
+
+
+def vllm_settings(settings: ServerSettings) -> VllmSettings:
+    """The server settings the vLLM engine takes (vLLM's names where it has them)."""
+    return VllmSettings(
+        max_model_len=settings.max_model_len,
+        max_num_seqs=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        default_max_tokens=settings.default_max_tokens,
+        dtype=settings.dtype,
+        device=settings.device,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        limit_images=settings.limit_images or settings.max_images_per_request,
+        enforce_eager=settings.enforce_eager,
+    )
+
+
+def _vllm_engine(model_dir: Path, settings: ServerSettings, random_weights: bool) -> Engine:
+    from zwz.server.vllm_engine import VllmEngine
+
+    return VllmEngine(model_dir, vllm_settings(settings), random_weights=random_weights)

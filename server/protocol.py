@@ -72,6 +72,14 @@ class AttentionOptions(BaseModel):
     heatmap: bool = Field(False, description="Include the heatmap overlay as a base64 PNG.")
 
 
+class AgentOptions(BaseModel):
+    """Settings of the tool-use zoom agent mode."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_turns: int = Field(20, ge=1, le=50, description="Model calls at most (Qwen-Agent allows 20).")
+    fixed_turns: int = Field(0, ge=0, description="Timing harness: zoom this many times even if the model does not ask.")
+
+
 class ChatCompletionRequest(BaseModel):
     # Unknown OpenAI fields are accepted and ignored, as vLLM does.
     model_config = ConfigDict(extra="allow")
@@ -97,6 +105,10 @@ class ChatCompletionRequest(BaseModel):
     top_k: int | None = Field(None, ge=0, description="Sample from the k most likely tokens (0: off).")
     mm_processor_kwargs: MMProcessorKwargs | None = Field(None, description="Image pixel budget for this request.")
     zwz_attention: AttentionOptions | None = Field(None, description="Return the relative-attention map too.")
+    zwz_mode: Literal["single", "agent", "attention_zoom"] = Field(
+        "single", description="single: one pass; agent: tool-use zoom agent; attention_zoom: answer on [image, crop "
+                              "chosen from the relative-attention map].")
+    zwz_agent: AgentOptions | None = None
 
 
 class ZoomAttentionRequest(BaseModel):
@@ -124,6 +136,7 @@ class Usage(BaseModel):
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
@@ -161,6 +174,7 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     zwz_attention: AttentionMap | None = Field(None, description="zwz extension: the answer's attention map.")
+    zwz_trajectory: dict[str, Any] | None = Field(None, description="zwz extension: model calls of agent and zoom modes.")
 
 
 class ZoomAttentionResponse(AttentionMap):
@@ -169,9 +183,17 @@ class ZoomAttentionResponse(AttentionMap):
     visual_tokens: int
 
 
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class StreamChoice(BaseModel):

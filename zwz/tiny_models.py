@@ -67,8 +67,9 @@ class TinySpec:
     """Sizes of the tiny models: small enough for 2 CPU cores, shaped like the real ones (GQA, M-RoPE)."""
 
     vocab_size: int = 2048
-    hidden_size: int = 64
-    intermediate_size: int = 128
+    # head_dim 32: the smallest vLLM's CPU attention kernels take (32, 64, 80, ...).
+    hidden_size: int = 128
+    intermediate_size: int = 256
     num_hidden_layers: int = 6
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
@@ -148,6 +149,12 @@ def model_config(family: Family, spec: TinySpec, tokenizer):
     return _model_config(family, spec, _token_ids(tokenizer))
 
 
+def _mrope_section(head_dim: int) -> list[int]:
+    """M-RoPE's (t, h, w) split of the rotary half-dimension, in Qwen2.5-VL's 2:3:3 proportions ([16, 24, 24] at 128)."""
+    unit = head_dim // 16
+    return [2 * unit, 3 * unit, 3 * unit]
+
+
 def _model_config(family: Family, spec: TinySpec, ids: dict[str, int]):
     text = dict(
         vocab_size=spec.vocab_size,
@@ -181,7 +188,8 @@ def _model_config(family: Family, spec: TinySpec, ids: dict[str, int]):
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0,
+                                   "mrope_section": _mrope_section(spec.hidden_size // spec.num_attention_heads)}
         full = spec.vision_full_attention_blocks or (spec.vision_depth - 1,)
         vision.update(patch_size=14, window_size=112, fullatt_block_indexes=list(full))
         cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
@@ -193,7 +201,7 @@ def _model_config(family: Family, spec: TinySpec, ids: dict[str, int]):
         text["rope_parameters"] = {
             "rope_type": "default",
             "rope_theta": 5000000.0,
-            "mrope_section": [2, 3, 3],
+            "mrope_section": _mrope_section(text["head_dim"]),
             "mrope_interleaved": True,
         }
         vision.update(patch_size=16, num_position_embeddings=2304,

@@ -48,6 +48,8 @@ def test_attention_endpoint(server, images, picture):
     heatmap = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
     assert heatmap.format == "PNG" and heatmap.size == (560, 420)
     assert {"prefill", "generic_suffix", "kernel", "total"} <= set(body["timings_ms"])
+    metrics = httpx.get(server + "/metrics").text
+    assert 'zwz_requests_total{mode="attention_map"}' in metrics
 
 
 def test_all_layers_and_reference_agree(server, images, picture):

@@ -12,6 +12,9 @@ import pytest
 
 MODEL = "qwen3_vl"  # served under the folder name
 
+# Every test runs against both engines (vLLM is skipped, saying why, where it is not installed).
+pytestmark = pytest.mark.parametrize("serve_engine", ["transformers", "vllm"], indirect=True)
+
 
 @pytest.fixture(scope="module")
 def server(serve, tiny_models):

@@ -23,6 +23,10 @@ def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+# Every test runs against both engines (vLLM is skipped, saying why, where it is not installed).
+pytestmark = pytest.mark.parametrize("serve_engine", ["transformers", "vllm"], indirect=True)
+
+
 @pytest.fixture(scope="module")
 def server(serve, tiny_models):
     with serve(tiny_models["qwen2_5_vl"]) as (url, app):
@@ -68,3 +72,29 @@ def test_counters_match_traffic(server, images):
     # TTFT never exceeds the whole request.
     assert value(after, "zwz_time_to_first_token_seconds_sum", **mode) <= value(
         after, "zwz_request_duration_seconds_sum", **mode)
+
+
+def total(samples, name) -> float:
+    """The sum of a metric over all its label sets."""
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def test_one_scrape_shows_zwz_and_engine_metrics(server, serve_engine, images):
+    """vLLM's own vllm:* metrics come in the same scrape as zwz_*, and count the same requests."""
+    client = openai.OpenAI(base_url=server + "/v1", api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": images.png_data_url(224, 224)}},
+                                             {"type": "text", "text": "Count the dots."}]}]
+    before = scrape(server)
+    usage = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6).usage
+    after = scrape(server)
+    assert total(after, "zwz_requests_total") - total(before, "zwz_requests_total") == 1
+    vllm_names = {name for name, _ in after if name.startswith("vllm:")}
+    if serve_engine != "vllm":
+        assert not vllm_names
+        return
+    for name in ("vllm:num_requests_running", "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_count"):
+        assert name in vllm_names, name
+    for vllm_name, zwz_value in (("vllm:prompt_tokens_total", usage.prompt_tokens),
+                                 ("vllm:generation_tokens_total", usage.completion_tokens),
+                                 ("vllm:request_success_total", 1)):
+        assert total(after, vllm_name) - total(before, vllm_name) == zwz_value, vllm_name

@@ -1,0 +1,125 @@
+"""The UI's views without a browser: boxes, agent crops, verdicts, and every view against a live tiny server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from PIL import Image
+
+from zwz.ui.client import ServerError, ZwzClient, server_root
+from zwz.ui.views import VIEWS, Query, RunSettings, agent_crops, parse_box, run_views, verdict
+
+
+def _collect(url: str, query: Query) -> dict:
+    async def go():
+        async with ZwzClient(url, timeout=60) as client:
+            return {r.view: r async for r in run_views(client, query)}
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "5,5,5,9", "0,0,900,10"])
+def test_parse_box_refuses_what_is_not_a_box_inside_the_image(text):
+    with pytest.raises(ValueError, match="evidence box"):
+        parse_box(text, (640, 480))
+
+
+def test_agent_crops_replay_nested_zooms_and_skip_refused_calls():
+    image = Image.new("RGB", (400, 300))
+    image.paste((255, 0, 0), (100, 100, 200, 150))
+    trajectory = {"turns": [
+        {"index": 0, "calls": [{"img_idx": 0, "crop_box_px": [100, 100, 300, 200], "crop_size": [200, 100]},
+                               {"img_idx": 5, "crop_box_px": None, "error": "img_idx 5 does not exist"}]},
+        {"index": 1, "calls": [{"img_idx": 1, "crop_box_px": [0, 0, 100, 50], "crop_size": [100, 50]}]},
+    ]}  # fmt: skip
+    crops = agent_crops(image, trajectory)
+    assert [c.size for c, _ in crops] == [(200, 100), (100, 50)]
+    # The second zoom cut the first crop's top-left quarter: all red.
+    assert crops[1][0].getcolors() == [(100 * 50, (255, 0, 0))]
+    assert crops[1][1].startswith("turn 2:") and "of image 1" in crops[1][1]
+    assert agent_crops(image, None) == []
+
+
+def test_verdicts_follow_the_benchmark_rules():
+    assert verdict("The answer is B.", "B", "Q?\nA. red\nB. blue", ["red", "blue"]) == "correct"
+    assert verdict("A", "B", options=["red", "blue"]) == "incorrect"
+    assert verdict("9", "9") == "correct"
+    assert verdict("a purple-ish hue", "violet") == "unjudged"
+    assert verdict("anything", "") is None
+
+
+def test_server_root_accepts_the_usual_spellings():
+    assert server_root("http://h:8000/v1/chat/completions") == "http://h:8000"
+    assert server_root(" localhost:8000/ ") == "http://localhost:8000"
+
+
+def test_every_view_answers_against_a_live_server(zwz_server, images):
+    image = images.noise(320, 240, seed=1)
+    query = Query(image, "What is in the box?", box=(40, 40, 200, 160), reference="7",
+                  settings=RunSettings(max_tokens=4, agent_max_turns=3, agent_fixed_turns=1))
+    results = _collect(zwz_server, query)
+    assert set(results) == set(VIEWS)
+    assert not [r.error for r in results.values() if r.error]
+    for view in ("global", "regional", "agent", "attention_zoom"):
+        r = results[view]
+        assert r.answer is not None and r.latency_ms > 0 and r.model_calls >= 1, view
+        assert r.verdict in ("correct", "incorrect", "unjudged"), view
+    assert results["regional"].images[0][0].size == (160, 120)
+    assert results["agent"].model_calls >= 2 and results["agent"].images  # the forced zoom
+    assert results["attention_zoom"].model_calls == 2 and results["attention_zoom"].box
+    heat = results["heatmap"]
+    assert heat.images and heat.images[0][0].size == image.size
+    assert 0.0 <= heat.coverage <= 1.0
+
+
+def test_views_fail_one_by_one_with_a_message_when_the_server_is_down(dead_url, images):
+    query = Query(images.noise(64, 64), "What is it?", box=(0, 0, 32, 32))
+    results = _collect(dead_url, query)
+    assert set(results) == set(VIEWS)
+    for r in results.values():
+        assert r.error.startswith(f"cannot reach the zwz server at {dead_url}"), r
+        assert not r.skipped
+
+
+def test_a_view_that_cannot_apply_is_skipped_while_the_others_run(zwz_server, images):
+    query = Query(images.noise(96, 96), "What is it?", settings=RunSettings(max_tokens=2))
+    results = _collect(zwz_server, query)
+    assert results["regional"].skipped and "evidence box" in results["regional"].error
+    assert results["global"].answer is not None and not results["global"].error
+
+
+def test_client_errors_are_one_line_messages(zwz_server):
+    async def go():
+        async with ZwzClient(zwz_server, model="no-such-model") as client:
+            with pytest.raises(ServerError, match="HTTP 404"):
+                await client.chat([], "hi", max_tokens=1)
+
+    asyncio.run(go())
+
+
+async def _never_answers(scope, receive, send):
+    """An ASGI app that reads requests and never answers them (until the client goes away)."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def test_a_consumer_that_stops_early_leaves_no_request_running(run_app, images):
+    async def go(url):
+        async with ZwzClient(url, model="m") as client:
+            views = run_views(client, Query(images.noise(32, 32), "q", box=(0, 0, 16, 16)))
+            pending = asyncio.ensure_future(anext(views))
+            done, _ = await asyncio.wait({pending}, timeout=0.5)
+            assert not done  # every view is waiting on the server
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+            await views.aclose()
+            return [t for t in asyncio.all_tasks() if "_guarded" in repr(t)]
+
+    with run_app(_never_answers) as url:
+        assert asyncio.run(go(url)) == []
