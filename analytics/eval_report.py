@@ -231,16 +231,22 @@ def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``accuracy_vs_speed.png`` (skipped with a warning without matplotlib), ``report.md``."""
+def write_report_files(report: dict[str, Any], out_dir: str | Path, *, plot, render) -> dict[str, Path]:
+    """Write ``accuracy_vs_speed.png`` with ``plot`` (skipped with a warning without matplotlib),
+    ``report.json`` and ``report.md`` rendered by ``render``; shared by ``zwz eval`` and ``zwz bench``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md"}
     try:
-        paths["png"] = plot_accuracy_vs_speed(report, out / "accuracy_vs_speed.png")
+        paths["png"] = plot(report, out / "accuracy_vs_speed.png")
         report["plot"] = paths["png"].name
     except ImportError as exc:
         logger.warning("%s; skipping the plot", exc)
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(render_markdown(report), encoding="utf-8")
+    paths["md"].write_text(render(report), encoding="utf-8")
     return paths
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``accuracy_vs_speed.png`` (skipped with a warning without matplotlib), ``report.md``."""
+    return write_report_files(report, out_dir, plot=plot_accuracy_vs_speed, render=render_markdown)

@@ -9,7 +9,6 @@ per-second CSV. Fractions in ``report.json``, percentages in ``report.md``; time
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -297,14 +296,6 @@ def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``accuracy_vs_speed.png`` (skipped with a warning without matplotlib), ``report.json``, ``report.md``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md"}
-    try:
-        paths["png"] = plot_accuracy_vs_speed(report, out / "accuracy_vs_speed.png")
-        report["plot"] = paths["png"].name
-    except ImportError as exc:
-        logger.warning("%s; skipping the plot", exc)
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(render_markdown(report), encoding="utf-8")
-    return paths
+    from zwz.analytics.eval_report import write_report_files
+
+    return write_report_files(report, out_dir, plot=plot_accuracy_vs_speed, render=render_markdown)
