@@ -9,7 +9,7 @@ from pathlib import Path
 from zwz.server.engine import Engine
 from zwz.server.settings import ServerSettings
 from zwz.server.vllm_setup import VllmSettings, resolve_engine
-from zwz.tiny_models import build_tiny_model, is_tiny_model
+from zwz.tiny_models import build_tiny_model, is_current_tiny_model, is_tiny_model
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def zwz_home() -> Path:
 def embedded_default_model() -> Path:
     """The tiny Qwen3-VL checkpoint served when no --model is given; built offline on first use."""
     folder = zwz_home() / "models" / "tiny-qwen3-vl"
-    if not (folder / "config.json").is_file():
+    if not is_current_tiny_model(folder):  # missing, or built by an older zwz
         logger.info("building the embedded default checkpoint at %s (offline, a few seconds)", folder)
         build_tiny_model(DEFAULT_FAMILY, folder)
     return folder

@@ -42,6 +42,7 @@ from zwz.server.engine import (
     SamplingParams,
 )
 from zwz.server.model_loading import load_model
+from zwz.server.request_policy import check_context, pixel_budget, row_settings
 
 logger = logging.getLogger(__name__)
 
@@ -251,53 +252,15 @@ class TransformersEngine:
         visual_tokens = 0
         if "image_grid_thw" in inputs:
             visual_tokens = int(inputs["image_grid_thw"].prod(dim=-1).sum()) // self.merge_size**2
-        if prompt_tokens >= self.info.max_model_len:
-            raise InvalidRequestError(
-                f"the prompt has {prompt_tokens} tokens ({visual_tokens} of them visual), over this model's "
-                f"context of {self.info.max_model_len}; send a smaller image (max_pixels) or a shorter prompt",
-                param="messages",
-                code="context_length_exceeded",
-            )
-        wanted = request.sampling.max_tokens
-        if wanted is not None and prompt_tokens + wanted > self.info.max_model_len:
-            raise InvalidRequestError(
-                f"prompt ({prompt_tokens} tokens) + max_tokens ({wanted}) exceeds the context of "
-                f"{self.info.max_model_len} tokens",
-                param="max_tokens",
-                code="context_length_exceeded",
-            )
+        check_context(prompt_tokens, visual_tokens, request.sampling.max_tokens, self.info.max_model_len)
         return PreparedPrompt(inputs=dict(inputs), prompt_tokens=prompt_tokens, visual_tokens=visual_tokens)
 
     def _pixel_budget(self, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
-        size = self.processor.image_processor.size
-        lo = min_pixels if min_pixels is not None else size["shortest_edge"]
-        hi = max_pixels if max_pixels is not None else size["longest_edge"]
-        factor = (self.processor.image_processor.patch_size * self.merge_size) ** 2
-        if lo < factor or hi < lo:
-            raise InvalidRequestError(
-                f"pixel budget must satisfy {factor} <= min_pixels <= max_pixels (got {lo}, {hi})",
-                param="mm_processor_kwargs",
-            )
-        return {"shortest_edge": lo, "longest_edge": hi}
+        return pixel_budget(self.processor.image_processor, min_pixels, max_pixels)
 
     def _row_settings(self, sampling: SamplingParams, prompt_tokens: int) -> RowSettings:
-        defaults = self._defaults
-        room = self.info.max_model_len - prompt_tokens
-        max_tokens = sampling.max_tokens if sampling.max_tokens is not None else min(self.settings.default_max_tokens, room)
-        if sampling.temperature is not None:
-            temperature = sampling.temperature
-        else:  # the model's own default, as vLLM does
-            temperature = (defaults.temperature or 1.0) if defaults.do_sample else 0.0
-        top_p = sampling.top_p if sampling.top_p is not None else (defaults.top_p or 1.0)
-        top_k = sampling.top_k if sampling.top_k is not None else (defaults.top_k or 0 if defaults.do_sample else 0)
-        return RowSettings(
-            max_tokens=max(1, max_tokens),
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            seed=sampling.seed,
-            stop=tuple(s for s in sampling.stop if s),
-        )
+        return row_settings(sampling, self._defaults, prompt_tokens=prompt_tokens,
+                            max_model_len=self.info.max_model_len, default_max_tokens=self.settings.default_max_tokens)
 
     # -- batching --------------------------------------------------------------------------------------
     async def _schedule(self) -> None:

