@@ -20,7 +20,6 @@ import asyncio
 import base64
 import io
 import json
-import socket
 import subprocess
 import sys
 import statistics
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import torch
 import uvicorn
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from zwz.server.app import create_app
 from zwz.server.engine import ChatMessage, GenerationRequest, SamplingParams
@@ -39,27 +38,9 @@ from zwz.server.launch import build_engine
 from zwz.server.settings import ServerSettings
 from zwz.tiny_models import build_tiny_model
 
+from _workload import free_port, percentile, scene  # noqa: E402  (sibling script module)
+
 QUESTION = "What is written on the small sign near the door?"
-
-
-def scene(size: int) -> bytes:
-    """A photo-like JPEG (gradients and shapes compress like a real photo; noise would not)."""
-    img = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(img)
-    for y in range(size):
-        draw.line([(0, y), (size, y)], fill=(40 + 150 * y // size, 90, 200 - 120 * y // size))
-    for i in range(40):
-        x, y, r = (i * 97) % size, (i * 61) % size, 8 + i % 30
-        draw.ellipse([x, y, x + r, y + r], fill=((i * 50) % 255, (i * 80) % 255, (i * 30) % 255))
-    draw.text((size // 3, size // 2), "EXIT 42", fill=(255, 255, 255))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 # The HTTP client process: reads "N" lines, sends N concurrent requests, prints the elapsed seconds.
@@ -103,9 +84,7 @@ class HttpClientProcess:
 
 
 def start_server(model: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     settings = ServerSettings(model=str(model), engine="transformers", max_queue=256)
     engine = build_engine(settings)
     app = create_app(settings, engine)

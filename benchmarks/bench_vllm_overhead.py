@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,36 +30,11 @@ import time
 from pathlib import Path
 
 import httpx
-from PIL import Image, ImageDraw
+
+from _workload import free_port, percentile, scene  # noqa: E402  (sibling script module)
 
 QUESTION = "What is written on the small sign near the door?"
 SERVED_NAME = "bench-model"
-
-
-def scene(size: int, seed: int) -> bytes:
-    """A photo-like JPEG (gradients and shapes compress like a photo; noise would not), different per seed."""
-    img = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(img)
-    for y in range(size):
-        draw.line([(0, y), (size, y)], fill=(40 + 150 * y // size, (90 + seed * 7) % 255, 200 - 120 * y // size))
-    for i in range(40):
-        x, y, r = (i * 97 + seed * 31) % size, (i * 61 + seed * 17) % size, 8 + (i + seed) % 30
-        draw.ellipse([x, y, x + r, y + r], fill=((i * 50 + seed) % 255, (i * 80) % 255, (i * 30 + seed * 3) % 255))
-    draw.text((size // 3, size // 2), f"EXIT {seed}", fill=(255, 255, 255))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The client process: reads "SERVER FIRST N" lines, sends bodies FIRST..FIRST+N-1 concurrently to that server,
