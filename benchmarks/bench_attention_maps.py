@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from zwz.analytics import capture
-from zwz.analytics.relative_attention import build_pair, from_question_capture, relative_attention, resolve_layers
+from zwz.analytics.attention import capture
+from zwz.analytics.attention.relative_attention import build_pair, from_question_capture, relative_attention, resolve_layers
 from zwz.tiny_models import PRESETS, build_tiny_model, model_config
 
 QUESTION = "What is written on the small sign near the door?"
@@ -80,7 +80,7 @@ def load(args: argparse.Namespace):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from zwz import compat
-    from zwz.server.model_loading import pick_device, pick_dtype
+    from zwz.server.engines.model_loading import pick_device, pick_dtype
 
     compat.install()
     device = pick_device(args.device)

@@ -32,8 +32,8 @@ import torch
 import uvicorn
 from PIL import Image
 
-from zwz.server.app import create_app
-from zwz.server.engine import ChatMessage, GenerationRequest, SamplingParams
+from zwz.server.api.app import create_app
+from zwz.server.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from zwz.server.launch import build_engine
 from zwz.server.settings import ServerSettings
 from zwz.tiny_models import build_tiny_model

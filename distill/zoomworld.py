@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
-from zwz.analytics.benchmark_data import DIMENSIONS, BenchItem
+from zwz.distill.benchmark import DIMENSIONS, BenchItem
 
 logger = logging.getLogger(__name__)
 
@@ -541,7 +541,7 @@ def write_zoomworld(
 ) -> Path:
     """Write ``images/<id>.png``, ``crops/<id>.png`` and ``items.jsonl`` (paths relative) under ``out_dir``.
 
-    The layout is what :func:`zwz.analytics.benchmark_data.load_benchmark` reads. Returns the JSONL path.
+    The layout is what :func:`zwz.distill.benchmark.load_benchmark` reads. Returns the JSONL path.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from zwz.analytics.eval_client import Endpoint, EvalError
-from zwz.analytics.eval_runner import EvalSettings
+from zwz.analytics.eval.client import Endpoint, EvalError
+from zwz.analytics.eval.runner import EvalSettings
 from zwz.loadtest.plan import MODES, JudgeSpec, SweepPlan, normalize_modes
 from zwz.loadtest.report import build_report, ratio_table, results_table, summarize_cell, write_report
 
@@ -176,7 +176,7 @@ def bench(plan: SweepPlan, out_dir: str | Path, *, benchmark_name: str = "", pro
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def register(subparsers) -> None:
-    from zwz.analytics.evaluation import parse_image_size
+    from zwz.analytics.eval.evaluation import parse_image_size
 
     p = subparsers.add_parser("bench", help="Locust load test: accuracy vs speed of the modes over concurrency",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,7 +239,7 @@ def _plan_from_args(args: argparse.Namespace, base_url: str, benchmark: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from zwz.analytics.evaluation import load_items, serve_subprocess
+    from zwz.analytics.eval.evaluation import load_items, serve_subprocess
 
     args.modes = normalize_modes(args.modes)  # a bad mode: one line, before anything starts
     if bool(args.judge_url) != bool(args.judge_model):

@@ -17,7 +17,7 @@ import logging
 
 from locust import events
 
-from zwz.analytics.eval_runner import EvalSettings
+from zwz.analytics.eval.runner import EvalSettings
 from zwz.loadtest.plan import MODES, SweepPlan
 from zwz.loadtest.users import AgentUser, AttentionZoomUser, RegionalUser, SingleUser  # noqa: F401
 from zwz.loadtest.workload import configure
@@ -46,7 +46,7 @@ def _arguments(parser) -> None:
 def _served_model(host: str, api_key: str | None) -> str:
     import httpx
 
-    from zwz.analytics.eval_client import api_base
+    from zwz.analytics.eval.client import api_base
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     served = [m["id"] for m in httpx.get(api_base(host) + "/models", headers=headers, timeout=30).json()["data"]]

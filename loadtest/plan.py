@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zwz.analytics.eval_runner import EvalSettings
+from zwz.analytics.eval.runner import EvalSettings
 
 __all__ = ["MODES", "MODE_ALIASES", "Cell", "JudgeSpec", "SweepPlan", "normalize_modes"]
 

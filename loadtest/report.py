@@ -296,6 +296,6 @@ def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``accuracy_vs_speed.png`` (skipped with a warning without matplotlib), ``report.json``, ``report.md``."""
-    from zwz.analytics.eval_report import write_report_files
+    from zwz.analytics.eval.report import write_report_files
 
     return write_report_files(report, out_dir, plot=plot_accuracy_vs_speed, render=render_markdown)

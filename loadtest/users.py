@@ -36,11 +36,11 @@ from locust import User, constant, task
 from locust.exception import CatchResponseError
 from PIL import Image
 
-from zwz.analytics.benchmark_data import BenchItem
-from zwz.analytics.eval_client import RequestFailed, image_data_url, user_message
-from zwz.analytics.eval_runner import suggested_crop_box
-from zwz.analytics.zoom_agent import BackendError, BackendReply, OpenAIBackend, run_zoom_agent
-from zwz.analytics.zoom_tool import ZOOMED_VIEW_NOTE
+from zwz.distill.benchmark import BenchItem
+from zwz.analytics.eval.client import RequestFailed, image_data_url, user_message
+from zwz.analytics.eval.runner import suggested_crop_box
+from zwz.analytics.zoom.agent import BackendError, BackendReply, OpenAIBackend, run_zoom_agent
+from zwz.analytics.zoom.tool import ZOOMED_VIEW_NOTE
 from zwz.loadtest.plan import MODES
 from zwz.loadtest.wire import ItemFailed, content, error_message, read_sse
 from zwz.loadtest.workload import SCORE, UNSCORED, Workload, configure, workload

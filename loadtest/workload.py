@@ -17,11 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from zwz.analytics.benchmark_data import BenchItem, load_benchmark
-from zwz.analytics.eval_client import api_base, image_data_url, user_message
-from zwz.analytics.eval_runner import score_record
-from zwz.analytics.judge import Judge
-from zwz.analytics.scoring import make_benchmark_scorer
+from zwz.distill.benchmark import BenchItem, load_benchmark
+from zwz.analytics.eval.client import api_base, image_data_url, user_message
+from zwz.analytics.eval.runner import score_record
+from zwz.scoring.judge import Judge
+from zwz.scoring import make_benchmark_scorer
 from zwz.loadtest.plan import SweepPlan
 
 logger = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from zwz.server.app import create_app
+    from zwz.server.api.app import create_app
     from zwz.server.launch import build_engine
 
     settings = settings_from_args(args)

@@ -6,9 +6,9 @@ import logging
 import os
 from pathlib import Path
 
-from zwz.server.engine import Engine
+from zwz.server.engines.base import Engine
 from zwz.server.settings import ServerSettings
-from zwz.server.vllm_setup import VllmSettings, resolve_engine
+from zwz.server.engines.vllm_setup import VllmSettings, resolve_engine
 from zwz.tiny_models import build_tiny_model, is_current_tiny_model, is_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def build_engine(settings: ServerSettings) -> Engine:
 
 
 def _transformers_engine(model_dir: Path, settings: ServerSettings, random_weights: bool) -> Engine:
-    from zwz.server.transformers_engine import EngineSettings, TransformersEngine
+    from zwz.server.engines.transformers_engine import EngineSettings, TransformersEngine
 
     engine_settings = EngineSettings(
         max_batch_size=settings.max_batch_size or EngineSettings.max_batch_size,
@@ -78,6 +78,6 @@ def vllm_settings(settings: ServerSettings) -> VllmSettings:
 
 
 def _vllm_engine(model_dir: Path, settings: ServerSettings, random_weights: bool) -> Engine:
-    from zwz.server.vllm_engine import VllmEngine
+    from zwz.server.engines.vllm_engine import VllmEngine
 
     return VllmEngine(model_dir, vllm_settings(settings), random_weights=random_weights)

@@ -82,7 +82,7 @@ def serve_engine(request) -> str:
     """
     engine = getattr(request, "param", "transformers")
     if engine == "vllm":
-        from zwz.server.vllm_setup import INSTALL_HINT, vllm_importable
+        from zwz.server.engines.vllm_setup import INSTALL_HINT, vllm_importable
 
         if not vllm_importable():
             pytest.skip(f"vLLM is not installed here ({INSTALL_HINT})")
@@ -92,7 +92,7 @@ def serve_engine(request) -> str:
 @pytest.fixture(scope="module")
 def serve(serve_engine) -> Callable:
     """``with serve(model_dir, **settings) as (url, app): ...`` starts a zwz server on ``serve_engine``."""
-    from zwz.server.app import create_app
+    from zwz.server.api.app import create_app
     from zwz.server.launch import build_engine
     from zwz.server.settings import ServerSettings
 

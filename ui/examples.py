@@ -14,7 +14,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from zwz.analytics.benchmark_data import BenchItem
+from zwz.distill.benchmark import BenchItem
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ExampleCatalog:
         self.zoomworld_count = zoomworld_count
         self.benchmark: list[BenchItem] = []
         if benchmark is not None:
-            from zwz.analytics.benchmark_data import load_benchmark
+            from zwz.distill.benchmark import load_benchmark
 
             self.benchmark = load_benchmark(benchmark)
             logger.info("loaded %d benchmark items from %s", len(self.benchmark), benchmark)

@@ -52,7 +52,7 @@ def _open_upload(path: str | None) -> tuple[Image.Image, bytes]:
 def build_query(catalog: ExampleCatalog, image_path: str | None, example_key: str | None, question: str,
                 box_text: str, reference: str, settings: RunSettings) -> Query:
     """The :class:`Query` the form describes; raises :class:`InputError` for what the user must fix."""
-    from zwz.analytics.scoring import extract_options
+    from zwz.scoring import extract_options
 
     if not question or not question.strip():
         raise InputError("Type a question first.")

@@ -185,7 +185,7 @@ def verdict(answer: str, reference: str | None, question: str = "", options: lis
     """
     if reference is None or not reference.strip():
         return None
-    from zwz.analytics.scoring import make_benchmark_scorer
+    from zwz.scoring import make_benchmark_scorer
 
     result = make_benchmark_scorer().score(answer, reference.strip(), question=question, options=options)
     if result.score is None:

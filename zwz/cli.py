@@ -31,7 +31,7 @@ def _make_model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from zwz.analytics import evaluation
+    from zwz.analytics.eval import evaluation
     from zwz.loadtest import bench
     from zwz.server import cli as serve_cli
     from zwz.ui import cli as ui_cli

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zwz.analytics.benchmark_data import BenchItem
-from zwz.analytics.scoring import extract_options, rule_match
+from zwz.distill.benchmark import BenchItem
+from zwz.scoring import extract_options, rule_match
 from zwz.distill.zoomworld import (
     CROP_MARGIN,
     DIMENSIONS,

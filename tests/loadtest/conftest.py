@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zwz.analytics.eval_runner import EvalSettings
+from zwz.analytics.eval.runner import EvalSettings
 from zwz.loadtest.plan import SweepPlan
 
 MODEL = "qwen3_vl"

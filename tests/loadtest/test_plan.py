@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from zwz.analytics.benchmark_data import load_benchmark
+from zwz.distill.benchmark import load_benchmark
 from zwz.loadtest.plan import SweepPlan, normalize_modes
 from zwz.loadtest.workload import SCORE, UNSCORED, WRONG, Workload
 

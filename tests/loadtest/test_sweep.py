@@ -125,7 +125,7 @@ def flaky_server(run_app, tiny_models):
     """A zwz server whose every second chat request gets an injected 400; yields (url, counts)."""
     from fastapi.responses import JSONResponse
 
-    from zwz.server.app import create_app
+    from zwz.server.api.app import create_app
     from zwz.server.launch import build_engine
     from zwz.server.settings import ServerSettings
 

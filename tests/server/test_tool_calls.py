@@ -10,8 +10,8 @@ import json
 import openai
 import pytest
 
-from zwz.server.engine import EngineInfo, GenerationChunk
-from zwz.server.tool_parsing import ToolCallStream, extract_tool_calls
+from zwz.server.engines.base import EngineInfo, GenerationChunk
+from zwz.server.serving.tool_parsing import ToolCallStream, extract_tool_calls
 
 CALL = '<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 300, 400], "label": "sign", "img_idx": 0}}\n</tool_call>'
 TOOLS = [{"type": "function", "function": {"name": "image_zoom_in_tool", "parameters": {"type": "object"}}}]
@@ -41,7 +41,7 @@ class ScriptedEngine:
 
 @pytest.fixture
 def serve_engine(run_app):
-    from zwz.server.app import create_app
+    from zwz.server.api.app import create_app
     from zwz.server.settings import ServerSettings
 
     return lambda engine: run_app(create_app(ServerSettings(), engine))

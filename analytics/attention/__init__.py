@@ -1,0 +1,1 @@
+"""zwz.analytics.attention"""

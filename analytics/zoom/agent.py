@@ -1,0 +1,471 @@
+"""The "thinking with images" zoom agent of Qwen3-VL's cookbook and Qwen-Agent: the tool-use baseline that ZwZ's
+single pass is compared with, run client side against any OpenAI-compatible endpoint (zwz, plain vLLM, ...).
+
+    async with OpenAIBackend("http://127.0.0.1:8000/v1", "ZwZ-8B") as backend:
+        result = await run_zoom_agent(backend, [image], "What is written on the small sign?",
+                                      sampling={"max_tokens": 1024, "temperature": 0})
+    result.answer, result.model_calls, result.image_encodings, result.to_dict()
+
+The conversation, in Qwen's wire format (see ``zwz.analytics.zoom.tool`` for the tool itself):
+
+    [system]     optional system prompt
+    user         original image(s), then the question
+    assistant    reply with <tool_call>{"name": "image_zoom_in_tool", "arguments": {...}}</tool_call> block(s)
+    user         "<tool_response>\\n" crop "\\n</tool_response>"  (one block per call, "\\n" between them; an
+                 unusable call gets "Error: ..." as its block's text, so the model can try again)
+    assistant    ...  until a reply has no tool call (its text is the answer) or ``max_turns`` model calls.
+
+Tool responses travel as *user* turns, not OpenAI ``tool`` messages: those cannot carry images on most
+endpoints, and Qwen's chat templates render a ``tool`` message as exactly this user turn. Calls an endpoint
+returns as ``tool_calls`` objects are written back into the assistant text as ``<tool_call>`` blocks for the
+same reason. Every call re-sends the whole history (endpoints are stateless), so image encodings grow
+quadratically with the turns; ``AgentResult.image_encodings`` counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import httpx
+from PIL import Image
+
+from zwz.scoring.judge import _chat_url
+from zwz.analytics.zoom.tool import (
+    ZOOM_TOOL,
+    ZOOM_TOOL_NAME,
+    ToolCallError,
+    clean_answer,
+    crop_box,
+    crop_image,
+    extract_tool_calls,
+    format_tool_call,
+    parse_call_json,
+    validate_zoom_call,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FORCED_ZOOM_BBOX",
+    "AgentResult",
+    "AgentTurn",
+    "BackendError",
+    "BackendReply",
+    "ChatBackend",
+    "OpenAIBackend",
+    "ToolCallRecord",
+    "qwen_tools_system_prompt",
+    "run_zoom_agent",
+]
+
+# The zoom `fixed_turns` forces: the centre quarter (half the width, half the height) of the latest image, so
+# successive forced zooms close in on the centre of the previous crop.
+FORCED_ZOOM_BBOX = (250.0, 250.0, 750.0, 750.0)
+_RESERVED_FIELDS = frozenset({"model", "messages", "tools", "stream"})
+
+
+# -- backends --------------------------------------------------------------------------------------------------
+class BackendError(RuntimeError):
+    """A model call failed (HTTP status, transport, unreadable reply). ``partial``: the trajectory so far."""
+
+    def __init__(self, message: str, *, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.partial: AgentResult | None = None
+
+
+@dataclass
+class BackendReply:
+    text: str
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {"id", "type", "function": {"name", "arguments"}}
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    visual_tokens: int = 0
+    finish_reason: str | None = None
+    images_encoded: int | None = None  # set by a backend that caches image prefixes; None: all sent were encoded
+
+
+class ChatBackend(Protocol):
+    """One chat call. Messages are OpenAI-shaped; image parts are ``{"type": "image", "image": PIL.Image}``."""
+
+    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                       sampling: dict[str, Any]) -> BackendReply: ...
+
+
+def qwen_tools_system_prompt(tools: list[dict[str, Any]], system: str = "") -> str:
+    """The system text Qwen3(-VL) chat templates render for ``tools`` (also Qwen-Agent's function-call prompt).
+
+    >>> text = qwen_tools_system_prompt([{"type": "function", "function": {"name": "f"}}], "Be brief.")
+    >>> text.splitlines()[:3]
+    ['Be brief.', '', '# Tools']
+    >>> text.split("<tools>")[-1].split("</tools>")[0]
+    '\\n{"type": "function", "function": {"name": "f"}}\\n'
+    """
+    # json.dumps with default separators matches the templates' `tojson`, so the prompt is token-identical.
+    listed = "".join("\n" + json.dumps(tool, ensure_ascii=False) for tool in tools)
+    text = (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>{listed}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+        "</tool_call>"
+    )
+    return f"{system}\n\n{text}" if system else text
+
+
+class OpenAIBackend:
+    """:class:`ChatBackend` over ``POST /v1/chat/completions`` of any OpenAI-compatible server (httpx, async).
+
+    ``tool_mode="prompt"`` (default) writes the tool list into the system turn the way Qwen's templates do and
+    sends no ``tools`` field: the prompt is the same as with ``"request"`` on a Qwen3-VL template, and it works on
+    a vLLM started without ``--enable-auto-tool-choice`` (which refuses requests carrying ``tools``).
+    ``"request"`` sends ``tools`` for the server's template to render. Images go as data URLs (PNG by default:
+    lossless; ``image_format="JPEG"`` for smaller uploads), each encoded once per image object, after an
+    optional client-side downscale to ``max_pixels``. No retries: failures raise :class:`BackendError`.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 300.0,
+                 max_pixels: int | None = None, image_format: Literal["PNG", "JPEG"] = "PNG",
+                 tool_mode: Literal["prompt", "request"] = "prompt"):
+        if not base_url or not model:
+            raise ValueError("OpenAIBackend needs a base_url and a model name")
+        if image_format not in ("PNG", "JPEG") or tool_mode not in ("prompt", "request"):
+            raise ValueError("image_format must be 'PNG' or 'JPEG'; tool_mode 'prompt' or 'request'")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError("max_pixels must be >= 1")
+        self.url = _chat_url(base_url)
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_pixels = max_pixels
+        self.image_format = image_format
+        self.tool_mode = tool_mode
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._urls: dict[int, tuple[weakref.ref, str]] = {}  # id(image) -> (ref, data URL); ref guards id reuse
+
+    async def __aenter__(self) -> OpenAIBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _http(self) -> httpx.AsyncClient:
+        # An AsyncClient's pooled connections belong to the loop that opened them; a caller running one
+        # asyncio.run per item would otherwise reuse dead connections.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+            self._client_loop = loop
+        return self._client
+
+    def data_url(self, image: Image.Image) -> str:
+        hit = self._urls.get(id(image))
+        if hit is not None and hit[0]() is image:
+            return hit[1]
+        if len(self._urls) > 512:
+            self._urls = {k: v for k, v in self._urls.items() if v[0]() is not None}
+        original = image
+        if self.max_pixels is not None and image.width * image.height > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (image.width * image.height))
+            image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))),
+                                 Image.Resampling.BICUBIC)
+        keep = ("RGB", "L") if self.image_format == "JPEG" else ("RGB", "RGBA", "L", "LA", "P")
+        if image.mode not in keep:
+            image = image.convert("RGB")
+        buf = io.BytesIO()
+        image.save(buf, self.image_format, **({"quality": 95} if self.image_format == "JPEG" else {}))
+        url = f"data:image/{self.image_format.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
+        self._urls[id(original)] = (weakref.ref(original), url)
+        return url
+
+    def wire_messages(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        out = []
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                content = [{"type": "image_url", "image_url": {"url": self.data_url(part["image"])}}
+                           if part.get("type") == "image" else part for part in content]
+            out.append({**message, "content": content})
+        if tools and self.tool_mode == "prompt":
+            if out and out[0]["role"] == "system":
+                system = out[0]["content"]
+                if not isinstance(system, str):
+                    system = "".join(p.get("text", "") for p in system or [])
+                out[0] = {"role": "system", "content": qwen_tools_system_prompt(tools, system)}
+            else:
+                out.insert(0, {"role": "system", "content": qwen_tools_system_prompt(tools)})
+        return out
+
+    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                       sampling: dict[str, Any]) -> BackendReply:
+        reserved = _RESERVED_FIELDS & sampling.keys()
+        if reserved:
+            raise ValueError(f"sampling must not set {sorted(reserved)}")
+        # PNG-encoding a large image takes tens of milliseconds: keep the event loop free.
+        wire = await asyncio.to_thread(self.wire_messages, messages, tools)
+        payload: dict[str, Any] = {"model": self.model, "messages": wire, **sampling}
+        if tools and self.tool_mode == "request":
+            payload["tools"] = tools
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            resp = await self._http().post(self.url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"chat call to {self.url} failed: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            try:
+                detail = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                detail = resp.text[:300]
+            raise BackendError(f"{self.url} returned HTTP {resp.status_code}: {detail}", status_code=resp.status_code)
+        try:
+            body = resp.json()
+            choice = body["choices"][0]
+            message = choice["message"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"{self.url} reply is not a chat completion: {resp.text[:300]!r}") from exc
+        usage = body.get("usage") or {}
+        return BackendReply(
+            text=message.get("content") or "",
+            tool_calls=message.get("tool_calls") or None,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            visual_tokens=int(usage.get("visual_tokens") or 0),  # zwz extension; 0 elsewhere
+            finish_reason=choice.get("finish_reason"),
+        )
+
+
+# -- the trajectory -------------------------------------------------------------------------------------------
+@dataclass
+class ToolCallRecord:
+    """One tool call of a reply: executed (``crop_box_px`` set) or refused (``error`` set)."""
+
+    call: dict[str, Any] | None  # the parsed call; None when it could not be parsed
+    raw: str | None = None  # the text of an unparseable call
+    error: str | None = None
+    error_kind: Literal["malformed", "out_of_range"] | None = None
+    img_idx: int | None = None
+    crop_box_px: tuple[int, int, int, int] | None = None  # in the pixels of image img_idx
+    crop_size: tuple[int, int] | None = None  # (width, height) of the image sent back
+    forced: bool = False
+
+
+@dataclass
+class AgentTurn:
+    """One model call. ``tool_call`` / ``crop_box_px`` / ``crop_size`` describe the turn's first executed zoom
+    (else its first attempted call), ``error`` its first refused call; ``calls`` holds every call in order."""
+
+    index: int
+    reply_text: str
+    tool_call: dict[str, Any] | None
+    error: str | None
+    crop_box_px: tuple[int, int, int, int] | None
+    crop_size: tuple[int, int] | None
+    prompt_tokens: int
+    completion_tokens: int
+    visual_tokens: int
+    latency_ms: float
+    forced: bool
+    images_sent: int = 0
+    finish_reason: str | None = None
+    calls: list[ToolCallRecord] = field(default_factory=list)
+
+
+@dataclass
+class AgentResult:
+    answer: str = ""
+    stopped: Literal["answer", "turn_limit"] = "turn_limit"
+    turns: list[AgentTurn] = field(default_factory=list)
+    model_calls: int = 0
+    image_encodings: int = 0  # images the model encoded, summed over calls (history re-sent each call)
+    zoom_calls: int = 0  # crops made and sent back, forced ones included
+    malformed_calls: int = 0
+    out_of_range_calls: int = 0
+    forced_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    visual_tokens: int = 0
+    total_ms: float = 0.0
+
+    def _add(self, turn: AgentTurn, encoded: int) -> None:
+        self.turns.append(turn)
+        self.model_calls += 1
+        self.image_encodings += encoded
+        self.prompt_tokens += turn.prompt_tokens
+        self.completion_tokens += turn.completion_tokens
+        self.visual_tokens += turn.visual_tokens
+        for record in turn.calls:
+            self.zoom_calls += record.crop_box_px is not None
+            self.malformed_calls += record.error_kind == "malformed"
+            self.out_of_range_calls += record.error_kind == "out_of_range"
+            self.forced_calls += record.forced
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- the loop ---------------------------------------------------------------------------------------------------
+def _calls_in_reply(reply: BackendReply) -> list[tuple[str, dict[str, Any] | ToolCallError]]:
+    """The reply's calls: the endpoint's parsed ``tool_calls`` when it returned any, else ``<tool_call>`` text."""
+    if not reply.tool_calls:
+        return extract_tool_calls(reply.text)
+    out: list[tuple[str, dict[str, Any] | ToolCallError]] = []
+    for tool_call in reply.tool_calls:
+        function = tool_call.get("function") or {}
+        arguments = function.get("arguments")
+        raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        try:
+            out.append((raw, parse_call_json(json.dumps({"name": function.get("name"), "arguments": arguments}))))
+        except ToolCallError as exc:
+            out.append((raw, exc))
+    return out
+
+
+def _assistant_text(reply: BackendReply, forced_call: dict[str, Any] | None) -> str:
+    parts = [reply.text] if reply.text else []
+    for tool_call in reply.tool_calls or []:
+        function = tool_call.get("function") or {}
+        parts.append(format_tool_call(str(function.get("name")), function.get("arguments") or "{}"))
+    if forced_call is not None:
+        parts.append(format_tool_call(forced_call["name"], forced_call["arguments"]))
+    return "\n".join(parts)
+
+
+def _count_images(messages: list[dict[str, Any]]) -> int:
+    return sum(1 for m in messages if isinstance(m.get("content"), list)
+               for part in m["content"] if part.get("type") == "image")
+
+
+def _execute(parsed: dict[str, Any] | ToolCallError, raw: str | None, seen: list[Image.Image], *, forced: bool,
+             crop_min_pixels: int | None, crop_max_pixels: int | None) -> tuple[ToolCallRecord, Image.Image | None]:
+    """Validate one call and cut its crop (appended to ``seen``); a refused call yields its error record."""
+    if isinstance(parsed, ToolCallError):
+        return ToolCallRecord(call=None, raw=raw, error=str(parsed), error_kind=parsed.kind), None
+    try:
+        request = validate_zoom_call(parsed, len(seen))
+    except ToolCallError as exc:
+        return ToolCallRecord(call=parsed, error=str(exc), error_kind=exc.kind, forced=forced), None
+    source = seen[request.img_idx]
+    box = crop_box(request.bbox_2d, source.size)
+    crop = crop_image(source, box, min_pixels=crop_min_pixels, max_pixels=crop_max_pixels)
+    seen.append(crop)
+    return ToolCallRecord(call=parsed, img_idx=request.img_idx, crop_box_px=box, crop_size=crop.size, forced=forced), crop
+
+
+def _tool_response(outputs: list[tuple[ToolCallRecord, Image.Image | None]]) -> list[dict[str, Any]]:
+    """The user turn carrying one ``<tool_response>`` block per call, adjacent text parts merged."""
+    parts: list[dict[str, Any]] = []
+
+    def text(value: str) -> None:
+        if parts and parts[-1]["type"] == "text":
+            parts[-1]["text"] += value
+        else:
+            parts.append({"type": "text", "text": value})
+
+    for i, (record, crop) in enumerate(outputs):
+        text(("\n" if i else "") + "<tool_response>\n")
+        if crop is not None:
+            parts.append({"type": "image", "image": crop})
+        else:
+            text(f"Error: {record.error}")
+        text("\n</tool_response>")
+    return parts
+
+
+async def run_zoom_agent(
+    backend: ChatBackend,
+    images: list[Image.Image],
+    question: str,
+    *,
+    max_turns: int = 20,
+    system_prompt: str | None = None,
+    fixed_turns: int = 0,
+    sampling: dict[str, Any] | None = None,
+    crop_min_pixels: int | None = None,
+    crop_max_pixels: int | None = None,
+) -> AgentResult:
+    """Answer ``question`` about ``images`` with the zoom tool; at most ``max_turns`` model calls (Qwen-Agent: 20).
+
+    ``fixed_turns=K`` is a timing harness for models that never call tools (random weights): in each of the
+    first K calls whose reply holds no executable zoom, the agent zooms on :data:`FORCED_ZOOM_BBOX` of the
+    latest image as if the model had asked (the call is appended to the reply in the history and recorded with
+    ``forced=True``); the model still generates its full reply every turn, so the cost is real.
+    ``crop_min_pixels`` / ``crop_max_pixels`` rescale crops on the client (``QWEN_AGENT_CROP_MIN_PIXELS``
+    reproduces Qwen-Agent); by default crops go as cut and the server's processor sizes them.
+
+    A failed model call raises :class:`BackendError` with ``partial`` set to the trajectory so far.
+    """
+    if not images:
+        raise ValueError("run_zoom_agent needs at least one image")
+    if max_turns < 1 or fixed_turns < 0:
+        raise ValueError(f"need max_turns >= 1 and fixed_turns >= 0 (got {max_turns}, {fixed_turns})")
+    seen = list(images)  # img_idx indexes this: the originals, then every crop in order
+    messages: list[dict[str, Any]] = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    messages.append({"role": "user", "content": [*({"type": "image", "image": im} for im in images),
+                                                 {"type": "text", "text": question}]})
+    crop_kw = {"crop_min_pixels": crop_min_pixels, "crop_max_pixels": crop_max_pixels}
+    result = AgentResult()
+    started = time.perf_counter()
+    reply: BackendReply | None = None
+    for index in range(max_turns):
+        images_sent = _count_images(messages)
+        call_started = time.perf_counter()
+        try:
+            reply = await backend.complete(messages, tools=[ZOOM_TOOL], sampling=dict(sampling or {}))
+        except BackendError as exc:
+            result.total_ms = (time.perf_counter() - started) * 1000
+            exc.partial = result
+            raise
+        latency_ms = (time.perf_counter() - call_started) * 1000
+
+        outputs = [_execute(parsed, raw, seen, forced=False, **crop_kw) for raw, parsed in _calls_in_reply(reply)]
+        forced_call = None
+        if index < fixed_turns and not any(crop is not None for _, crop in outputs):
+            bbox = list(FORCED_ZOOM_BBOX)
+            forced_call = {"name": ZOOM_TOOL_NAME, "arguments": {"bbox_2d": bbox, "label": "centre (forced)",
+                                                                 "img_idx": len(seen) - 1}}
+            outputs.append(_execute(forced_call, None, seen, forced=True, **crop_kw))
+        records = [record for record, _ in outputs]
+        executed = [r for r in records if r.crop_box_px is not None]
+        first = executed[0] if executed else (records[0] if records else None)
+        turn = AgentTurn(
+            index=index, reply_text=reply.text, tool_call=first.call if first else None,
+            error=next((r.error for r in records if r.error), None),
+            crop_box_px=first.crop_box_px if first else None, crop_size=first.crop_size if first else None,
+            prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+            visual_tokens=reply.visual_tokens, latency_ms=latency_ms, forced=forced_call is not None,
+            images_sent=images_sent, finish_reason=reply.finish_reason, calls=records,
+        )
+        result._add(turn, reply.images_encoded if reply.images_encoded is not None else images_sent)
+        logger.debug("zoom agent turn %d: %d call(s), %d zoom(s), forced=%s, %.1f ms", index, len(records),
+                     len(executed), turn.forced, latency_ms)
+        if not records:
+            result.answer, result.stopped = clean_answer(reply.text), "answer"
+            break
+        messages.append({"role": "assistant", "content": _assistant_text(reply, forced_call)})
+        messages.append({"role": "user", "content": _tool_response(outputs)})
+    else:
+        assert reply is not None
+        result.answer, result.stopped = clean_answer(reply.text), "turn_limit"
+    result.total_ms = (time.perf_counter() - started) * 1000
+    logger.debug("zoom agent: %s after %d call(s), %d zoom(s), %d malformed, %d out of range, %.0f ms",
+                result.stopped, result.model_calls, result.zoom_calls, result.malformed_calls,
+                result.out_of_range_calls, result.total_ms)
+    return result

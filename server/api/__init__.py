@@ -1,0 +1,1 @@
+"""zwz.server.api"""

@@ -1,0 +1,60 @@
+"""Assembles the FastAPI app: settings, engine, services, routes, middleware. No logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from zwz.server.engines.base import Engine
+from zwz.server.api.errors import install_error_handlers
+from zwz.server.api.limits import BodySizeLimit
+from zwz.server.serving.media import MediaPolicy
+from zwz.server.metrics import ServerMetrics
+from zwz.server.api.router import ops, v1
+from zwz.server.serving.attention import AttentionService
+from zwz.server.serving.chat import ChatLimits, ChatService
+from zwz.server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = True) -> FastAPI:
+    """The app serving ``engine``; with ``own_engine`` the app starts and stops it with its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await engine.start()
+        try:
+            yield
+        finally:
+            if own_engine:
+                await engine.stop()
+
+    app = FastAPI(title="zwz", version="0.1.0", lifespan=lifespan)
+    metrics = ServerMetrics()
+    served = [settings.served_model_name or Path(engine.info.model_dir).name]
+    media = MediaPolicy(
+        max_image_pixels=settings.max_image_pixels,
+        max_image_bytes=settings.max_body_bytes,
+        allowed_local_dir=settings.allowed_local_media_dir,
+        allow_remote=settings.allow_remote_media,
+        remote_timeout_s=settings.remote_media_timeout_s,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.served_model_names = served
+    app.state.started_at = int(time.time())
+    app.state.chat = ChatService(engine, served, ChatLimits(settings.max_images_per_request, media), metrics)
+    app.state.attention = AttentionService(engine, served, media, metrics)
+    if hasattr(engine, "batch_listeners"):
+        engine.batch_listeners.append(metrics.batch_size.observe)
+    install_error_handlers(app, on_error=metrics.record_error)
+    app.include_router(v1)
+    app.include_router(ops)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.record_error)
+    return app

@@ -1,0 +1,102 @@
+"""The one OpenAI error envelope, and the handlers that put every failure into it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zwz.server.engines.base import EngineError
+
+logger = logging.getLogger(__name__)
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    503: "server_overloaded",
+}
+
+
+class APIError(Exception):
+    """An error to return to the client as-is."""
+
+    def __init__(self, status_code: int, message: str, *, param: str | None = None, code: str | None = None,
+                 error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.param = param
+        self.code = code
+        self.error_type = error_type or _TYPE_BY_STATUS.get(status_code, "internal_error")
+
+
+def error_body(message: str, error_type: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(status_code: int, message: str, *, error_type: str | None = None, param: str | None = None,
+                   code: str | None = None) -> JSONResponse:
+    error_type = error_type or _TYPE_BY_STATUS.get(status_code, "internal_error")
+    return JSONResponse(error_body(message, error_type, param=param, code=code), status_code=status_code)
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """Any exception -> the APIError the client sees (internal details stay in the log)."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, EngineError):
+        return APIError(exc.status_code, exc.message, param=exc.param, code=exc.code, error_type=exc.error_type)
+    logger.error("internal error", exc_info=exc)
+    return APIError(500, f"internal error: {type(exc).__name__}", error_type="internal_error")
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    param = ".".join(loc) or None
+    return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+
+
+def install_error_handlers(app: FastAPI, on_error=None) -> None:
+    """Re-wrap validation (400, not 422), HTTP and engine errors into the envelope; ``on_error(status)`` counts them."""
+
+    def _respond(err: APIError) -> JSONResponse:
+        if on_error is not None:
+            on_error(err.status_code)
+        return error_response(err.status_code, err.message, error_type=err.error_type, param=err.param, code=err.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return _respond(APIError(400, message, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        return _respond(APIError(exc.status_code, message))
+
+    @app.exception_handler(APIError)
+    async def _api(request: Request, exc: APIError):
+        return _respond(exc)
+
+    @app.exception_handler(EngineError)
+    async def _engine(request: Request, exc: EngineError):
+        return _respond(as_api_error(exc))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        return _respond(as_api_error(exc))

@@ -1,0 +1,72 @@
+"""Rules every engine applies to a request the same way, so both engines answer alike.
+
+The pixel budget a request may ask for, the context-length checks (with the same errors), and the
+sampling settings that unset fields take from the model's ``generation_config`` (as vLLM's server does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zwz.server.engines.decoding import RowSettings
+from zwz.server.engines.base import InvalidRequestError, SamplingParams
+
+
+def pixel_budget(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+    """The processor ``size`` for a request's ``mm_processor_kwargs``; unset bounds keep the processor's."""
+    size = image_processor.size
+    lo = min_pixels if min_pixels is not None else size["shortest_edge"]
+    hi = max_pixels if max_pixels is not None else size["longest_edge"]
+    factor = (image_processor.patch_size * image_processor.merge_size) ** 2  # one merged visual token
+    if lo < factor or hi < lo:
+        raise InvalidRequestError(
+            f"pixel budget must satisfy {factor} <= min_pixels <= max_pixels (got {lo}, {hi})",
+            param="mm_processor_kwargs",
+        )
+    return {"shortest_edge": lo, "longest_edge": hi}
+
+
+def check_context(prompt_tokens: int, visual_tokens: int, max_tokens: int | None, max_model_len: int) -> None:
+    """Refuse a prompt that leaves no room to answer, or asks for more tokens than the context holds."""
+    if prompt_tokens >= max_model_len:
+        raise InvalidRequestError(
+            f"the prompt has {prompt_tokens} tokens ({visual_tokens} of them visual), over this model's "
+            f"context of {max_model_len}; send a smaller image (max_pixels) or a shorter prompt",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if max_tokens is not None and prompt_tokens + max_tokens > max_model_len:
+        raise InvalidRequestError(
+            f"prompt ({prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds the context of "
+            f"{max_model_len} tokens",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
+
+
+def row_settings(sampling: SamplingParams, defaults: Any, *, prompt_tokens: int, max_model_len: int,
+                 default_max_tokens: int) -> RowSettings:
+    """Resolve ``sampling`` against ``defaults`` (a transformers GenerationConfig).
+
+    Unset temperature: the model's own (greedy when its config does not sample). Unset max_tokens: the
+    server default, capped by the room left in the context.
+    """
+    room = max_model_len - prompt_tokens
+    max_tokens = sampling.max_tokens if sampling.max_tokens is not None else min(default_max_tokens, room)
+    if sampling.temperature is not None:
+        temperature = sampling.temperature
+    else:
+        temperature = (defaults.temperature or 1.0) if defaults.do_sample else 0.0
+    top_p = sampling.top_p if sampling.top_p is not None else (defaults.top_p or 1.0)
+    if sampling.top_k is not None:
+        top_k = sampling.top_k
+    else:
+        top_k = (defaults.top_k or 0) if defaults.do_sample else 0
+    return RowSettings(
+        max_tokens=max(1, max_tokens),
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=sampling.seed,
+        stop=tuple(s for s in sampling.stop if s),
+    )

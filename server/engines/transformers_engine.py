@@ -1,0 +1,399 @@
+"""The embedded engine: transformers on CPU or GPU, with requests that arrive together decoded as a batch.
+
+Requests are prepared (chat template, image preprocessing) in a thread pool as they arrive, then wait in
+a bounded queue. One decoding thread takes everything waiting (up to ``max_batch_size``), left-pads it
+into one batch and runs a single ``generate`` with per-row sampling and stopping (``decoding.py``).
+Requests that arrive while a batch runs form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from zwz.analytics.attention import capture
+from zwz.analytics.attention.relative_attention import (
+    PromptPair,
+    RelativeAttention,
+    build_pair,
+    from_question_capture,
+    pair_from_inputs,
+    relative_attention,
+    resolve_layers,
+)
+from zwz.server.engines.decoding import RowSampler, RowSettings, RowState, RowTracker
+from zwz.server.engines.base import (
+    AttentionOptions,
+    EngineInfo,
+    EngineOverloadedError,
+    GenerationChunk,
+    GenerationRequest,
+    InvalidRequestError,
+    SamplingParams,
+)
+from zwz.server.engines.model_loading import load_model
+from zwz.server.engines.request_policy import check_context, pixel_budget, row_settings
+
+logger = logging.getLogger(__name__)
+
+# Keys the Qwen-VL processors return that are per text position (padded) vs per image (concatenated).
+_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+_IMAGE_KEYS = ("pixel_values", "image_grid_thw")
+
+
+@dataclass
+class EngineSettings:
+    max_batch_size: int = 8
+    max_queue: int = 64
+    # Extra wait for more requests before a batch starts; 0 takes just what is already waiting.
+    batch_wait_ms: float = 0.0
+    max_model_len: int | None = None
+    default_max_tokens: int = 512
+    device: str = "auto"
+    dtype: str = "auto"
+    # None: sdpa with query/key capture in the LLM (same speed as sdpa; enables attention maps).
+    attn_implementation: Any = None
+
+
+@dataclass
+class PreparedPrompt:
+    inputs: dict[str, torch.Tensor]
+    prompt_tokens: int
+    visual_tokens: int
+
+
+@dataclass
+class _Job:
+    prepared: PreparedPrompt
+    settings: RowSettings
+    loop: asyncio.AbstractEventLoop
+    attention: AttentionOptions | None = None
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    state: RowState | None = None
+    stream: bool = True
+    cancelled: bool = False
+    first_token_at: float | None = None
+    pending_text: list[str] = field(default_factory=list)  # held until the end when not streaming
+    hold_final: bool = False  # keep the last chunk until the attention map is attached
+    held: GenerationChunk | None = None
+
+    def send(self, chunk: GenerationChunk) -> None:
+        if self.hold_final and chunk.finish_reason is not None:
+            self.held = chunk
+            return
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
+
+    def release_final(self, attention) -> None:
+        if self.held is not None:
+            self.held.attention = attention
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, self.held)
+            self.held = None
+
+
+class TransformersEngine:
+    """Engine backed by a transformers model in this process."""
+
+    def __init__(self, model_dir: str | Path, settings: EngineSettings | None = None, *, random_weights: bool = False):
+        self.settings = settings or EngineSettings()
+        loaded = load_model(
+            model_dir,
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            attn_implementation=self.settings.attn_implementation or capture.attn_implementation(),
+        )
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.tokenizer = loaded.processor.tokenizer
+        self.device = loaded.device
+        max_len = self.settings.max_model_len or loaded.max_position_embeddings
+        self.info = EngineInfo(
+            model_dir=str(model_dir),
+            engine="transformers",
+            family=loaded.family,
+            max_model_len=max_len,
+            device=loaded.device,
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            random_weights=random_weights,
+        )
+        gen_cfg = self.model.generation_config
+        eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos])
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.merge_size: int = self.processor.image_processor.merge_size
+        self._defaults = gen_cfg
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._scheduler: asyncio.Task | None = None
+        self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zwz-decode")
+        self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zwz-prepare")
+        # Observers (e.g. metrics) called with the size of every batch that starts.
+        self.batch_listeners: list = []
+        self.batch_sizes: list[int] = []
+        self.cancelled_rows = 0  # rows whose client left before the answer was complete
+        self.num_layers: int = self.model.config.get_text_config().num_hidden_layers
+        self._pending_analyses = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._scheduler is None:
+            self._queue = asyncio.Queue(maxsize=self.settings.max_queue)
+            self._scheduler = asyncio.create_task(self._schedule(), name="zwz-batch-scheduler")
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            try:
+                await self._scheduler
+            except asyncio.CancelledError:
+                pass
+            self._scheduler = None
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    # -- requests --------------------------------------------------------------------------------------
+    async def submit(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self._queue is None:
+            raise RuntimeError("engine not started")
+        if self._queue.full():  # refuse before spending time on preprocessing
+            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
+        if request.attention is not None:
+            self._check_attention_options(request.attention.layers)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._prepare_pool, self.prepare, request)
+        if request.attention is not None and "image_grid_thw" not in prepared.inputs:
+            raise InvalidRequestError("an attention map needs an image in the prompt", param="zwz_attention")
+        settings = self._row_settings(request.sampling, prepared.prompt_tokens)
+        job = _Job(prepared=prepared, settings=settings, loop=loop, stream=request.stream, attention=request.attention)
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full") from None
+        return self._stream(job)
+
+    async def _stream(self, job: _Job) -> AsyncIterator[GenerationChunk]:
+        try:
+            while True:
+                item = await job.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            # The consumer went away (client disconnect) or finished: stop decoding this row.
+            job.cancelled = True
+            if job.state is not None:
+                job.state.cancelled = True
+
+    def _check_attention_options(self, layers) -> list[int]:
+        if not capture.uses_capture(self.model):
+            raise InvalidRequestError("attention maps need the model loaded with zwz's capture attention",
+                                      param="zwz_attention")
+        try:
+            return resolve_layers(layers, self.num_layers)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), param="layer", code="layer_out_of_range") from None
+
+    async def analyze(self, image: Image.Image, question: str, *, layers=None, method: str = "fast",
+                      min_pixels: int | None = None, max_pixels: int | None = None) -> RelativeAttention:
+        """The relative-attention map of ``question`` over ``image`` (no answer generated).
+
+        Runs on the decoding thread, between batches, so it never races a generate call.
+        """
+        selected = self._check_attention_options(layers)
+        if method not in ("fast", "reference"):
+            raise InvalidRequestError(f"unknown method {method!r}: use 'fast' or 'reference'", param="method")
+        if self._pending_analyses >= self.settings.max_queue:
+            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
+        loop = asyncio.get_running_loop()
+        self._pending_analyses += 1
+        try:
+            pair = await loop.run_in_executor(self._prepare_pool, self._build_pair, image, question, min_pixels,
+                                              max_pixels)
+            return await loop.run_in_executor(
+                self._decode_pool, lambda: relative_attention(self.model, self.processor, pair, layers=selected,
+                                                              method=method))
+        finally:
+            self._pending_analyses -= 1
+
+    def _build_pair(self, image, question, min_pixels, max_pixels) -> PromptPair:
+        if min_pixels is not None or max_pixels is not None:
+            self._pixel_budget(min_pixels, max_pixels)  # validates
+        pair = build_pair(self.processor, image, question, min_pixels=min_pixels, max_pixels=max_pixels)
+        if pair.question_len >= self.info.max_model_len:
+            raise InvalidRequestError(f"the prompt has {pair.question_len} tokens, over this model's context of "
+                                      f"{self.info.max_model_len}", param="image", code="context_length_exceeded")
+        return pair
+
+    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
+        """Chat template + tokenization + image preprocessing for one request (runs in a worker thread)."""
+        conversation, images = _to_hf_conversation(request)
+        text = self.processor.apply_chat_template(
+            conversation, tools=request.tools or None, add_generation_prompt=True, tokenize=False
+        )
+        kwargs: dict[str, Any] = {}
+        if request.min_pixels is not None or request.max_pixels is not None:
+            kwargs["size"] = self._pixel_budget(request.min_pixels, request.max_pixels)
+        inputs = self.processor(text=[text], images=images or None, return_tensors="pt", **kwargs)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        visual_tokens = 0
+        if "image_grid_thw" in inputs:
+            visual_tokens = int(inputs["image_grid_thw"].prod(dim=-1).sum()) // self.merge_size**2
+        check_context(prompt_tokens, visual_tokens, request.sampling.max_tokens, self.info.max_model_len)
+        return PreparedPrompt(inputs=dict(inputs), prompt_tokens=prompt_tokens, visual_tokens=visual_tokens)
+
+    def _pixel_budget(self, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+        return pixel_budget(self.processor.image_processor, min_pixels, max_pixels)
+
+    def _row_settings(self, sampling: SamplingParams, prompt_tokens: int) -> RowSettings:
+        return row_settings(sampling, self._defaults, prompt_tokens=prompt_tokens,
+                            max_model_len=self.info.max_model_len, default_max_tokens=self.settings.default_max_tokens)
+
+    # -- batching --------------------------------------------------------------------------------------
+    async def _schedule(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            await asyncio.sleep(self.settings.batch_wait_ms / 1000)  # let requests sent together arrive
+            batch = [first]
+            while len(batch) < self.settings.max_batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [job for job in batch if not job.cancelled]
+            # A job that wants an attention map captures its prefill, so it runs in a batch of its own.
+            plain = [job for job in batch if job.attention is None]
+            groups = ([plain] if plain else []) + [[job] for job in batch if job.attention is not None]
+            for group in groups:
+                await self._run_group(loop, group)
+
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> None:
+        self.batch_sizes.append(len(batch))
+        for listener in self.batch_listeners:
+            listener(len(batch))
+        try:
+            await loop.run_in_executor(self._decode_pool, self._run_batch, batch)
+        except Exception as exc:  # a failed batch fails its requests, never the scheduler
+            logger.exception("batch of %d failed", len(batch))
+            for job in batch:
+                job.loop.call_soon_threadsafe(job.queue.put_nowait, exc)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        inputs = self._collate([job.prepared for job in batch])
+        states = []
+        for job in batch:
+            job.state = RowState(settings=job.settings, emit=self._emitter(job), cancelled=job.cancelled)
+            states.append(job.state)
+        tracker = RowTracker(states, self._decode, self.eos_ids)
+        sampler = RowSampler([job.settings for job in batch], device=torch.device(self.device))
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        config = GenerationConfig(
+            max_new_tokens=max(job.settings.max_tokens for job in batch),
+            do_sample=False,  # RowSampler does the sampling per row
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+        )
+        mapped = batch[0] if batch[0].attention is not None else None
+        if mapped is not None:
+            layers = resolve_layers(mapped.attention.layers, self.num_layers)
+            mapped.hold_final = True  # the last chunk leaves with the map
+        # Capture only when asked: a capture keeps the prefill's keys/values alive during decoding.
+        recording = capture.capture(set(layers)) if mapped is not None else contextlib.nullcontext()
+        with torch.inference_mode(), recording as store:
+            self.model.generate(
+                **inputs,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=StoppingCriteriaList([tracker]),
+            )
+        tracker.finish_all()
+        self.cancelled_rows += sum(state.finish_reason == "cancelled" for state in states)
+        if mapped is not None:
+            result = None
+            if mapped.state.finish_reason != "cancelled":
+                # The generate call's prefill was the question's: reuse its capture; add the generic suffix.
+                pair = pair_from_inputs(mapped.prepared.inputs, self.processor)
+                result = from_question_capture(self.model, pair, store, layers)
+            mapped.release_final(result)
+
+    def _collate(self, prompts: list[PreparedPrompt]) -> dict[str, torch.Tensor]:
+        """Left-pad the text tensors to one length; concatenate the image tensors in row order."""
+        longest = max(p.prompt_tokens for p in prompts)
+        out: dict[str, torch.Tensor] = {}
+        for key in _TEXT_KEYS:
+            if key not in prompts[0].inputs:
+                continue
+            fill = self.pad_id if key == "input_ids" else 0
+            rows = []
+            for p in prompts:
+                t = p.inputs[key]  # (1, S)
+                pad = torch.full((1, longest - t.shape[1]), fill, dtype=t.dtype)
+                rows.append(torch.cat([pad, t], dim=1))
+            out[key] = torch.cat(rows, dim=0).to(self.device)  # (B, S_max)
+        for key in _IMAGE_KEYS:
+            parts = [p.inputs[key] for p in prompts if key in p.inputs]
+            if parts:
+                tensor = torch.cat(parts, dim=0).to(self.device)
+                out[key] = tensor.to(self.model.dtype) if key == "pixel_values" else tensor
+        return out
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _emitter(self, job: _Job):
+        prepared = job.prepared
+
+        def emit(text: str, token_ids: list[int], finish_reason) -> None:
+            if job.first_token_at is None:
+                job.first_token_at = time.perf_counter()
+            if not job.stream and finish_reason is None:
+                job.pending_text.append(text)  # waking the event loop per token costs more than it gives
+                return
+            if job.pending_text:
+                text = "".join(job.pending_text) + text
+                job.pending_text.clear()
+            state = job.state
+            chunk = GenerationChunk(
+                text=text,
+                token_ids=token_ids,
+                finish_reason=finish_reason,
+                prompt_tokens=prepared.prompt_tokens,
+                completion_tokens=state.generated if state else 0,
+                visual_tokens=prepared.visual_tokens,
+                first_token_at=job.first_token_at,
+            )
+            job.send(chunk)
+
+        return emit
+
+
+def _to_hf_conversation(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+    """Our messages -> the processor's chat format, plus the images in prompt order."""
+    conversation: list[dict[str, Any]] = []
+    images: list[Image.Image] = []
+    for message in request.messages:
+        parts: list[dict[str, Any]] = []
+        for part in message.content:
+            if isinstance(part, Image.Image):
+                images.append(part)
+                parts.append({"type": "image"})
+            else:
+                parts.append({"type": "text", "text": part})
+        turn: dict[str, Any] = {"role": message.role, "content": parts}
+        if message.tool_calls:
+            turn["tool_calls"] = message.tool_calls
+        conversation.append(turn)
+    return conversation, images
