@@ -126,3 +126,13 @@ def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
 def test_expand_box_clips() -> None:
     assert expand_box((0, 0, 100, 100), 0.2, (1024, 1024)) == (0, 0, 120, 120)
     assert expand_box((1000, 1000, 1024, 1024), 0.5, (1024, 1024)) == (988, 988, 1024, 1024)
+
+
+def test_panels_are_native_annotations(mc_items):
+    for item in mc_items:
+        panels = item.meta["panels"]
+        assert 9 <= len(panels) <= 13
+        target = [p for p in panels if tuple(p["box"]) == item.bbox]
+        assert len(target) == 1 and target[0]["answer"] == item.meta["answer_text"]
+        assert target[0]["label"] == item.meta["label"] and target[0]["question"] in item.prompt
+        assert len({p["label"] for p in panels}) == len(panels)
