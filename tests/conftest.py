@@ -139,3 +139,64 @@ def images():
         data_url = staticmethod(image_data_url)
 
     return Images
+
+
+class JudgeStandIn:
+    """A stand-in for an external judge LLM behind an OpenAI-compatible ``/v1/chat/completions`` (served live).
+
+    It answers from the response text it is asked about: "yes..." -> ``\\boxed{Yes}``, "no..." -> ``\\boxed{No}``
+    (after a thinking block holding a decoy ``\\boxed{Yes}``), "error..." -> HTTP 500, "badreq..." -> HTTP 400,
+    "flaky..." -> 503 once then Yes, anything else -> a reply without a verdict. It counts the calls per
+    response text and keeps every request.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+        import re
+        from collections import Counter
+
+        from fastapi import FastAPI
+        from fastapi.responses import JSONResponse
+
+        self.calls: Counter[str] = Counter()
+        self.requests: list[dict] = []
+        self.app = FastAPI()
+
+        @self.app.post("/v1/chat/completions")
+        async def chat(body: dict, authorization: str | None = fastapi_header()) -> JSONResponse:
+            self.requests.append({"body": body, "auth": authorization})
+            prompt = body["messages"][-1]["content"]
+            response = re.search(r"^The response is: (.*)$", prompt, re.M).group(1)
+            self.calls[response] += 1
+            if response.startswith("error"):
+                return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
+            if response.startswith("badreq"):
+                return JSONResponse({"error": {"message": "bad", "type": "invalid_request_error"}}, status_code=400)
+            if response.startswith("flaky") and self.calls[response] == 1:
+                return JSONResponse({"error": {"message": "busy"}}, status_code=503)
+            if response.startswith(("yes", "flaky")):
+                content = "The response names the same colour. \\boxed{Yes}"
+            elif response.startswith("no"):
+                content = "<think>\\boxed{Yes}?</think> They differ. \\boxed{No}"
+            else:
+                content = "I am not sure what to say."
+            await asyncio.sleep(0.01)
+            message = {"role": "assistant", "content": content}
+            return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+                                 "model": body["model"],
+                                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+
+
+def fastapi_header():
+    from fastapi import Header
+
+    return Header(default=None)
+
+
+@pytest.fixture(scope="session")
+def judge_llm() -> Iterator[JudgeStandIn]:
+    """A live judge stand-in (:class:`JudgeStandIn`); its ``url`` is the ``.../v1`` base to give a Judge."""
+    llm = JudgeStandIn()
+    with live_server(llm.app) as url:
+        llm.url = url + "/v1"
+        yield llm

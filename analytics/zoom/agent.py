@@ -39,7 +39,7 @@ from typing import Any, Literal, Protocol
 import httpx
 from PIL import Image
 
-from zwz.scoring.judge import _chat_url
+from zwz.endpoint import chat_url
 from zwz.analytics.zoom.tool import (
     ZOOM_TOOL,
     ZOOM_TOOL_NAME,
@@ -143,7 +143,7 @@ class OpenAIBackend:
             raise ValueError("image_format must be 'PNG' or 'JPEG'; tool_mode 'prompt' or 'request'")
         if max_pixels is not None and max_pixels < 1:
             raise ValueError("max_pixels must be >= 1")
-        self.url = _chat_url(base_url)
+        self.url = chat_url(base_url)
         self.model = model
         self.api_key = api_key
         self.timeout = timeout

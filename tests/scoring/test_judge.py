@@ -1,96 +1,37 @@
 """The LLM judge against a real OpenAI-compatible HTTP server started on 127.0.0.1 for the test.
 
-The server stands in for an external judge LLM: it answers from the response text it is asked about
-("yes..." -> \\boxed{Yes}, "no..." -> \\boxed{No}, "garbage..." -> no box, "error..." -> HTTP 500,
-"flaky..." -> 500 once then Yes, "badreq..." -> HTTP 400) and counts the calls it receives.
+The server (tests/conftest.py's ``judge_llm``) stands in for an external judge LLM: it answers from the
+response text it is asked about ("yes..." -> \\boxed{Yes}, "no..." -> \\boxed{No}, "garbage..." -> no box,
+"error..." -> HTTP 500, "flaky..." -> 503 once then Yes, "badreq..." -> HTTP 400) and counts the calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import doctest
 import json
 import pickle
-import re
 import socket
-import threading
-import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
+import zwz.scoring.judge
+from zwz.scoring import ScoreResult, make_benchmark_scorer, make_reward_fn
 from zwz.scoring.judge import JUDGE_PROMPT, Judge, JudgeError, format_judge_prompt, parse_verdict
-from zwz.scoring import ScoreResult, compute_score, compute_score_batch, make_benchmark_scorer
 
 QUESTION = "What color is the valve handle?\nA. red\nB. blue\nC. yellow\nD. black"
 
 
-class FakeJudgeLLM:
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.requests: list[dict[str, Any]] = []
-        self.app = FastAPI()
-        self.app.post("/v1/chat/completions")(self.chat)
-
-    async def chat(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        self.requests.append({"body": body, "auth": request.headers.get("authorization")})
-        prompt = body["messages"][-1]["content"]
-        response = re.search(r"^The response is: (.*)$", prompt, re.M).group(1)
-        self.calls[response] += 1
-        if response.startswith("error"):
-            return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
-        if response.startswith("badreq"):
-            return JSONResponse({"error": {"message": "bad", "type": "invalid_request_error"}}, status_code=400)
-        if response.startswith("flaky") and self.calls[response] == 1:
-            return JSONResponse({"error": {"message": "busy"}}, status_code=503)
-        if response.startswith(("yes", "flaky")):
-            content = "The response names the same colour. \\boxed{Yes}"
-        elif response.startswith("no"):
-            content = "<think>\\boxed{Yes}?</think> They differ. \\boxed{No}"
-        else:
-            content = "I am not sure what to say."
-        await asyncio.sleep(0.01)
-        return JSONResponse(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                ],
-            }
-        )
+@pytest.fixture()
+def llm(judge_llm):
+    return judge_llm
 
 
-@pytest.fixture(scope="module")
-def llm() -> FakeJudgeLLM:
-    return FakeJudgeLLM()
-
-
-@pytest.fixture(scope="module")
-def base_url(llm: FakeJudgeLLM) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # a free port, held by us until uvicorn takes the socket
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(llm.app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("judge test server did not start")
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+@pytest.fixture()
+def base_url(judge_llm) -> str:
+    return judge_llm.url
 
 
 def make_judge(base_url: str, **kw: Any) -> Judge:
@@ -133,7 +74,7 @@ def test_parse_verdict_rejects(text: str) -> None:
         parse_verdict(text)
 
 
-def test_verdicts_and_request_shape(base_url: str, llm: FakeJudgeLLM) -> None:
+def test_verdicts_and_request_shape(base_url: str, llm) -> None:
     judge = make_judge(base_url, api_key="sk-test", max_tokens=64)
     assert judge.judge(QUESTION, "B", "yes-navy") is True
     assert judge.judge(QUESTION, "B", "no-red") is False
@@ -144,7 +85,7 @@ def test_verdicts_and_request_shape(base_url: str, llm: FakeJudgeLLM) -> None:
     assert sent["body"]["messages"] == [{"role": "user", "content": format_judge_prompt(QUESTION, "B", "no-red")}]
 
 
-def test_cache_hit_on_rerun(base_url: str, llm: FakeJudgeLLM, tmp_path: Path) -> None:
+def test_cache_hit_on_rerun(base_url: str, llm, tmp_path: Path) -> None:
     cache = tmp_path / "judge.jsonl"
     assert make_judge(base_url, cache_path=cache).judge(QUESTION, "B", "yes-cached") is True
     assert llm.calls["yes-cached"] == 1
@@ -175,19 +116,19 @@ def test_garbage_reply_raises_and_is_not_cached(base_url: str, tmp_path: Path) -
     assert not cache.exists()
 
 
-def test_server_error_raises_after_retries(base_url: str, llm: FakeJudgeLLM) -> None:
+def test_server_error_raises_after_retries(base_url: str, llm) -> None:
     with pytest.raises(JudgeError, match="3 attempt"):
         make_judge(base_url, max_retries=2).judge(QUESTION, "B", "error-1")
     assert llm.calls["error-1"] == 3
 
 
-def test_client_error_is_not_retried(base_url: str, llm: FakeJudgeLLM) -> None:
+def test_client_error_is_not_retried(base_url: str, llm) -> None:
     with pytest.raises(JudgeError, match="HTTP 400"):
         make_judge(base_url, max_retries=3).judge(QUESTION, "B", "badreq-1")
     assert llm.calls["badreq-1"] == 1
 
 
-def test_transient_error_is_retried(base_url: str, llm: FakeJudgeLLM) -> None:
+def test_transient_error_is_retried(base_url: str, llm) -> None:
     assert make_judge(base_url, max_retries=1).judge(QUESTION, "B", "flaky-1") is True
     assert llm.calls["flaky-1"] == 2
 
@@ -201,7 +142,7 @@ def test_unreachable_endpoint_raises() -> None:
         judge.judge("q", "a", "r")
 
 
-def test_async_and_batch(base_url: str, llm: FakeJudgeLLM) -> None:
+def test_async_and_batch(base_url: str, llm) -> None:
     judge = make_judge(base_url, concurrency=4)
     assert asyncio.run(judge.ajudge(QUESTION, "B", "yes-async")) is True
     triples = [(QUESTION, "B", f"yes-batch-{i % 3}") for i in range(6)] + [(QUESTION, "B", "no-batch")]
@@ -224,7 +165,7 @@ def test_judge_pickles(base_url: str) -> None:
     assert clone.judge(QUESTION, "B", "no-pickle") is False
 
 
-def test_scorers_fall_back_to_the_judge(base_url: str, llm: FakeJudgeLLM, tmp_path: Path) -> None:
+def test_scorers_fall_back_to_the_judge(base_url: str, llm, tmp_path: Path) -> None:
     scorer = make_benchmark_scorer(make_judge(base_url))
     results = scorer.score_many(
         ["B", "yes-scorer navy", "no-scorer red", "C"],
@@ -243,14 +184,15 @@ def test_scorers_fall_back_to_the_judge(base_url: str, llm: FakeJudgeLLM, tmp_pa
     with pytest.raises(JudgeError):
         scorer.score("garbage-scorer", "blue", question="What color?")
 
-    kwargs = {"judge_base_url": base_url, "judge_model": "judge-model", "judge_cache_path": str(tmp_path / "c.jsonl"),
-              "judge_max_retries": 0}  # fmt: skip
-    assert compute_score("zb", "yes-verl", "cyan", {"question": "Colour?"}, **kwargs) == 1.0
-    assert compute_score("zb", "no-verl", "cyan", {"question": "Colour?"}, return_dict=True, **kwargs) == {
-        "score": 0.0,
-        "method": "judge",
-        "unjudged": False,
-    }
-    assert compute_score_batch(["zb"] * 3, ["yes-b1", "no-b2", "cyan"], ["cyan"] * 3, **kwargs) == [1.0, 0.0, 1.0]
-    with pytest.raises(JudgeError):
-        compute_score("zb", "error-verl", "cyan", **kwargs)
+
+def test_judge_sees_the_answer_after_a_lone_think_close(base_url: str, llm) -> None:
+    """Qwen3 thinking replies carry only ``</think>``: the judge must get the final answer, not the thinking."""
+    reply = "yes, it might be navy... or red?</think>no-after-think"
+    assert make_reward_fn(make_judge(base_url)).score(reply, "blue", question="Colour?") == ScoreResult(0.0, "judge")
+    assert llm.calls["no-after-think"] == 1
+    sent = llm.requests[-1]["body"]["messages"][0]["content"]
+    assert "The response is: no-after-think\n" in sent and "navy" not in sent
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(zwz.scoring.judge).failed == 0

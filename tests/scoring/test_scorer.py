@@ -1,8 +1,10 @@
-"""Rule-based scoring, the counting reward and the verl/TRL reward entry points (paper App. 9.2-9.3)."""
+"""Rule-based scoring, the counting reward and the scorer tiers (paper App. 9.2-9.3); the RL faces are tested in
+tests/train/test_rewards.py."""
 
 from __future__ import annotations
 
-import logging
+import doctest
+import importlib
 import math
 import pickle
 
@@ -11,8 +13,6 @@ import pytest
 from zwz.scoring import (
     RewardFn,
     ScoreResult,
-    compute_score,
-    compute_score_batch,
     counting_reward,
     extract_boxed,
     extract_choice_letter,
@@ -248,21 +248,57 @@ def test_factory_validates_and_is_picklable() -> None:
     assert isinstance(clone, RewardFn) and clone == fn
 
 
-def test_compute_score_verl_hook(caplog: pytest.LogCaptureFixture) -> None:
-    assert compute_score("zoomworld", "<think>about 9</think><answer>8</answer>", "10") == pytest.approx(0.8)
-    assert compute_score("zoomworld", "(B)", "B") == 1.0
-    info = {"question": "Which?\nA. wreath\nB. crown\nAnswer with the option's letter from the given choices."}
-    assert compute_score("zoombench", "crown", "B", info) == 1.0  # options inferred from the question
-    assert compute_score("zoombench", "wreath", "B", info) == 0.0
-    with caplog.at_level(logging.WARNING, logger="zwz.scoring"):
-        out = compute_score("zoomworld", "teal", "cyan", return_dict=True)
-    assert out == {"score": 0.0, "method": "unjudged", "unjudged": True}
-    assert "no judge configured" in caplog.text
-    with pytest.raises(ValueError, match="together"):
-        compute_score("zoomworld", "teal", "cyan", judge_base_url="http://127.0.0.1:1")
+# -- the lone </think> bug: Qwen3 thinking templates open <think> in the prompt, so replies carry only the close
+@pytest.mark.parametrize(
+    ("prediction", "answer", "options", "expected"),
+    [
+        ("I count 4 or 5 fish.</think>5", "5", None, True),
+        ("I count 4 or 5 fish.</think>4", "5", None, False),
+        ("Maybe five?</think>\n\n<answer>6</answer>", "6", None, True),
+        ("Is it (A) or (C)? The answer is A.</think>C", "C", ["5", "4", "3", "2"], True),
+        ("The answer is C.</think>(A)", "C", ["5", "4", "3", "2"], False),
+        ("It could be red.</think>blue", "blue", None, True),
+        ("It is blue.</think>red", "blue", None, None),  # open text: the judge decides, on "red"
+        ("<think>first</think>draft<think>second</think>red", "red", None, True),  # the last close counts
+    ],
+)
+def test_lone_think_close_is_scored_on_the_final_answer(
+    prediction: str, answer: str, options: list[str] | None, expected: bool | None
+) -> None:
+    assert rule_match(prediction, answer, options=options) is expected
 
 
-def test_compute_score_batch() -> None:
-    out = compute_score_batch(["a", "a", "a"], ["(B)", "7", "teal"], ["B", "8", "cyan"], return_dict=True)
-    assert [o["method"] for o in out] == ["rule", "counting", "unjudged"]
-    assert compute_score_batch(["a"], ["7"], ["7"]) == [1.0]
+def test_lone_think_close_in_every_tier() -> None:
+    assert extract_final_answer("hmm, 4 or 5?</think> 5 ") == "5"
+    assert extract_choice_letter("Is it (A) or (B)?</think>B", 4, OPTIONS) == "B"
+    assert extract_choice_letter("The answer is (A).</think>", 4, OPTIONS) is None  # thinking is not an answer
+    fn = make_reward_fn()
+    # the counting reward reads the final answer, not the numbers in the thinking
+    assert fn.score("Maybe 10 or 12.</think>9", "10") == ScoreResult(pytest.approx(0.9), "counting")
+    assert fn.score("3 or 4?</think>5", "5") == ScoreResult(1.0, "rule")
+
+
+def test_unclosed_think_is_no_answer() -> None:
+    """A reply that ran out of tokens inside its thinking stated nothing: 0 by rule, never the judge's call."""
+    assert extract_final_answer("<think>it is 5") == ""
+    assert make_reward_fn().score("<think>it is 5", "5") == ScoreResult(0.0, "rule")
+    assert make_benchmark_scorer().score("", "red") == ScoreResult(0.0, "rule")
+
+
+def test_length_cap() -> None:
+    fn = make_reward_fn(length_cap=300)
+    long = "x" * 299 + "5"
+    assert fn.score(f"<answer>{long}</answer>", "5") == ScoreResult(0.0, "length")
+    assert fn.score(f"<answer>{long[1:]}</answer>", "5").method != "length"  # 299 characters pass
+    assert fn.score("y" * 1000 + "</think><answer>5</answer>", "5") == ScoreResult(1.0, "rule")  # thinking is not capped
+    assert make_reward_fn().score(f"<answer>{long}</answer>", "5").method != "length"  # off by default
+    with pytest.raises(ValueError, match="length_cap"):
+        make_reward_fn(length_cap=0)
+
+
+@pytest.mark.parametrize(
+    "module", ["zwz.scoring.extract", "zwz.scoring.numbers", "zwz.scoring.rules", "zwz.scoring.scorer"]
+)
+def test_doctests(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -25,6 +25,9 @@ from typing import Any
 
 import httpx
 
+from zwz.endpoint import RETRY_STATUS, auth_headers, chat_url, error_message
+from zwz.reply_format import boxed_contents
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["JUDGE_PROMPT", "Judge", "JudgeError", "format_judge_prompt", "parse_verdict"]
@@ -51,10 +54,7 @@ JUDGE_PROMPT = (
 # Part of every cache key, so editing the prompt invalidates old verdicts.
 _PROMPT_SHA = hashlib.sha256(JUDGE_PROMPT.encode()).hexdigest()[:16]
 _PLACEHOLDER = re.compile(r"\{(question|gt|response)\}")
-_BOXED = re.compile(r"\\boxed\s*\{")
 _TEXT_WRAP = re.compile(r"\\text(?:bf|rm|tt)?\s*\{([^{}]*)\}")
-# Statuses worth another try: timeouts, rate limits, server-side failures.
-_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class JudgeError(RuntimeError):
@@ -74,22 +74,6 @@ def format_judge_prompt(question: str, gt: str, response: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], JUDGE_PROMPT)
 
 
-def _boxed_contents(text: str) -> list[str]:
-    """All ``\\boxed{...}`` contents, braces balanced, in order of appearance."""
-    out: list[str] = []
-    for match in _BOXED.finditer(text):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    out.append(text[start:i])
-                    break
-    return out
-
-
 def parse_verdict(text: str) -> bool:
     """``\\boxed{Yes}`` -> True, ``\\boxed{No}`` -> False (case-insensitive; the last box wins).
 
@@ -103,7 +87,7 @@ def parse_verdict(text: str) -> bool:
     Traceback (most recent call last):
     JudgeError: judge reply has no \\boxed{Yes|No}: 'Yes'
     """
-    boxes = _boxed_contents(text or "")
+    boxes = boxed_contents(text or "")
     if not boxes:
         raise JudgeError(f"judge reply has no \\boxed{{Yes|No}}: {text[-200:]!r}")
     last = _TEXT_WRAP.sub(r"\1", boxes[-1]).strip().strip("*.!\"' ").lower()
@@ -112,16 +96,6 @@ def parse_verdict(text: str) -> bool:
     if last == "no":
         return False
     raise JudgeError(f"judge verdict is neither Yes nor No: {boxes[-1]!r}")
-
-
-def _chat_url(base_url: str) -> str:
-    """Accept ``http://host:port``, ``.../v1`` (OpenAI client style) or the full endpoint."""
-    url = base_url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        return url
-    if url.endswith("/v1"):
-        return url + "/chat/completions"
-    return url + "/v1/chat/completions"
 
 
 class Judge:
@@ -153,7 +127,7 @@ class Judge:
             raise ValueError("Judge needs a base_url and a model name")
         if timeout <= 0 or max_retries < 0 or concurrency < 1 or retry_backoff < 0:
             raise ValueError("Judge: timeout > 0, max_retries >= 0, concurrency >= 1, retry_backoff >= 0")
-        self.url = _chat_url(base_url)
+        self.url = chat_url(base_url)
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
@@ -232,7 +206,7 @@ class Judge:
 
     @property
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return auth_headers(self.api_key)
 
     def _read_reply(self, resp: httpx.Response) -> str | None:
         """Reply text on 200; None when the status is worth a retry; JudgeError otherwise."""
@@ -244,9 +218,9 @@ class Judge:
             if not isinstance(content, str):
                 raise JudgeError("judge reply has no text content")
             return content
-        if resp.status_code in _RETRY_STATUS:
+        if resp.status_code in RETRY_STATUS:
             return None
-        raise JudgeError(f"judge returned HTTP {resp.status_code}: {resp.text[:200]!r}")
+        raise JudgeError(f"judge returned {error_message(resp, status=resp.status_code)}")
 
     def _backoff(self, attempt: int) -> float:
         return min(self.retry_backoff * 2**attempt, 30.0)
