@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from zwz.server.engines.base import Engine
-from zwz.server.settings import ServerSettings
 from zwz.server.engines.vllm_setup import VllmSettings, resolve_engine
+from zwz.server.settings import ServerSettings
 from zwz.tiny_models import build_tiny_model, is_current_tiny_model, is_tiny_model
 
 logger = logging.getLogger(__name__)

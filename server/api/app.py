@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from zwz.server.engines.base import Engine
 from zwz.server.api.errors import install_error_handlers
 from zwz.server.api.limits import BodySizeLimit
-from zwz.server.serving.media import MediaPolicy
-from zwz.server.metrics import ServerMetrics
 from zwz.server.api.router import ops, v1
+from zwz.server.engines.base import Engine, missing_members
+from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.attention import AttentionService
 from zwz.server.serving.chat import ChatLimits, ChatService
+from zwz.server.serving.media import MediaPolicy
 from zwz.server.settings import ServerSettings
-
-logger = logging.getLogger(__name__)
 
 
 def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = True) -> FastAPI:
     """The app serving ``engine``; with ``own_engine`` the app starts and stops it with its lifespan."""
+    missing = missing_members(engine)
+    if missing:  # at assembly, not on the first request that needs the member
+        raise TypeError(f"{type(engine).__name__} does not implement the Engine protocol "
+                        f"(zwz.server.engines.base): it lacks {', '.join(missing)}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -51,8 +52,7 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
     app.state.started_at = int(time.time())
     app.state.chat = ChatService(engine, served, ChatLimits(settings.max_images_per_request, media), metrics)
     app.state.attention = AttentionService(engine, served, media, metrics)
-    if hasattr(engine, "batch_listeners"):
-        engine.batch_listeners.append(metrics.batch_size.observe)
+    engine.batch_listeners.append(metrics.batch_size.observe)
     install_error_handlers(app, on_error=metrics.record_error)
     app.include_router(v1)
     app.include_router(ops)

@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from zwz.server.api.errors import APIError
-from zwz.server.metrics import ServerMetrics
 from zwz.server.api.protocol import ChatCompletionRequest, ModelCard, ModelList, ZoomAttentionRequest
+from zwz.server.engines.base import Engine
+from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.attention import AttentionService
 from zwz.server.serving.chat import ChatService
 
@@ -29,6 +30,10 @@ async def require_api_key(request: Request) -> None:
         raise APIError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')", code="invalid_api_key")
 
 
+async def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
 async def get_chat(request: Request) -> ChatService:
     return request.app.state.chat
 
@@ -41,6 +46,7 @@ async def get_attention(request: Request) -> AttentionService:
     return request.app.state.attention
 
 
+EngineDep = Annotated[Engine, Depends(get_engine)]
 Chat = Annotated[ChatService, Depends(get_chat)]
 Attention = Annotated[AttentionService, Depends(get_attention)]
 Metrics = Annotated[ServerMetrics, Depends(get_metrics)]
@@ -50,8 +56,8 @@ ops = APIRouter()
 
 
 @v1.get("/models")
-async def list_models(request: Request) -> ModelList:
-    info = request.app.state.engine.info
+async def list_models(request: Request, engine: EngineDep) -> ModelList:
+    info = engine.info
     created = request.app.state.started_at
     return ModelList(data=[ModelCard(id=name, created=created, max_model_len=info.max_model_len)
                            for name in request.app.state.served_model_names])
@@ -94,15 +100,15 @@ async def zoom_attention(body: ZoomAttentionRequest, attention: Attention, metri
 
 
 @ops.get("/health")
-async def health(request: Request) -> dict:
-    info = request.app.state.engine.info
+async def health(request: Request, engine: EngineDep) -> dict:
+    info = engine.info
     return {"status": "ok", "engine": info.engine, "model": request.app.state.served_model_names[0],
             "random_weights": info.random_weights, "uptime_s": round(time.time() - request.app.state.started_at, 1)}
 
 
 @ops.get("/metrics")
-async def metrics_endpoint(request: Request, metrics: Metrics) -> Response:
-    metrics.queue_depth.set(getattr(request.app.state.engine, "queue_depth", 0))
+async def metrics_endpoint(engine: EngineDep, metrics: Metrics) -> Response:
+    metrics.queue_depth.set(engine.queue_depth)
     # Our registry plus the process-wide one (where engines such as vLLM register theirs).
     body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,16 +1,20 @@
 """The engine interface every backend (transformers, vLLM) implements, and the types it speaks.
 
-The HTTP layer turns an OpenAI request into a ``GenerationRequest`` (images already decoded), hands it
-to ``Engine.generate`` and consumes ``GenerationChunk``s; it never touches a model.
+The serving layer turns an OpenAI request into a ``GenerationRequest`` (images already decoded), hands it
+to ``Engine.submit`` and consumes ``GenerationChunk``s; it never touches a model. What an engine can do
+beyond generating is declared on it (``attention_maps``), never probed with ``hasattr``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
+
+if TYPE_CHECKING:  # the attention maths imports torch; the contract itself does not need it
+    from zwz.analytics.attention.relative_attention import LayerSpec, Method, RelativeAttention
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -40,7 +44,7 @@ class SamplingParams:
 class AttentionOptions:
     """Ask for the answer's relative-attention map (zwz extension), computed from the answer's own prefill."""
 
-    layers: Any = None  # None (default layer), an int, a list of ints, or "all"
+    layers: LayerSpec = None  # None (default layer), an int, a list of ints, or "all"
 
 
 @dataclass
@@ -66,7 +70,7 @@ class GenerationChunk:
     completion_tokens: int = 0
     visual_tokens: int = 0
     first_token_at: float | None = None  # time.perf_counter() when the first token was generated
-    attention: Any = None  # zwz.analytics.attention.relative_attention.RelativeAttention on the last chunk, when asked
+    attention: RelativeAttention | None = None  # on the last chunk, when the request asked for a map
 
 
 class EngineError(Exception):
@@ -103,11 +107,34 @@ class EngineInfo:
     random_weights: bool
 
 
+class AttentionMapper(Protocol):
+    """An engine's relative-attention maps (paper App. 12): over a question alone, or attached to an answer.
+
+    An engine that has one also honours ``GenerationRequest.attention``; an engine without one
+    (``Engine.attention_maps is None``) is refused by the serving layer before it is asked.
+    """
+
+    async def analyze(self, image: Image.Image, question: str, *, layers: LayerSpec = None,
+                      method: Method = "fast", min_pixels: int | None = None,
+                      max_pixels: int | None = None) -> RelativeAttention:
+        """The relative-attention map of ``question`` over ``image`` (no answer generated)."""
+        ...
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What the server needs from a backend."""
 
     info: EngineInfo
+    # Observers (the server's metrics) called with the size of every batch that starts decoding.
+    batch_listeners: list[Callable[[int], None]]
+    # The attention-map capability, or None where the engine has none (vLLM: no hook into its kernels).
+    attention_maps: AttentionMapper | None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests admitted but not decoding yet."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -121,3 +148,13 @@ class Engine(Protocol):
         iterator early cancels the request.
         """
         ...
+
+
+def missing_members(engine: object) -> list[str]:
+    """The ``Engine`` members ``engine`` lacks (empty when it implements the protocol).
+
+    >>> missing_members(object())
+    ['attention_maps', 'batch_listeners', 'info', 'queue_depth', 'start', 'stop', 'submit']
+    """
+    declared = set(Engine.__annotations__) | {name for name in vars(Engine) if not name.startswith("_")}
+    return sorted(name for name in declared if not hasattr(engine, name))

@@ -16,16 +16,7 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
 from zwz.server.engines.base import FinishReason
-
-
-@dataclass
-class RowSettings:
-    max_tokens: int
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    top_k: int = 0  # 0 = off
-    seed: int | None = None
-    stop: Sequence[str] = ()
+from zwz.server.engines.request_policy import RowSettings
 
 
 class RowSampler(LogitsProcessor):

@@ -6,10 +6,23 @@ sampling settings that unset fields take from the model's ``generation_config`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from zwz.server.engines.decoding import RowSettings
 from zwz.server.engines.base import InvalidRequestError, SamplingParams
+
+
+@dataclass
+class RowSettings:
+    """One request's decoding settings, resolved: a row of a transformers batch, or a vLLM ``SamplingParams``."""
+
+    max_tokens: int
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    seed: int | None = None
+    stop: Sequence[str] = ()
 
 
 def pixel_budget(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:

@@ -3,7 +3,8 @@
 Requests are prepared (chat template, image preprocessing) in a thread pool as they arrive, then wait in
 a bounded queue. One decoding thread takes everything waiting (up to ``max_batch_size``), left-pads it
 into one batch and runs a single ``generate`` with per-row sampling and stopping (``decoding.py``).
-Requests that arrive while a batch runs form the next batch.
+Requests that arrive while a batch runs form the next batch. Attention maps (``attention_maps``) live in
+``transformers_attention.py``; the prompt is built by ``conversation.py``, shared with the vLLM engine.
 """
 
 from __future__ import annotations
@@ -12,26 +13,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from zwz.analytics.attention import capture
-from zwz.analytics.attention.relative_attention import (
-    PromptPair,
-    RelativeAttention,
-    build_pair,
-    from_question_capture,
-    pair_from_inputs,
-    relative_attention,
-    resolve_layers,
-)
-from zwz.server.engines.decoding import RowSampler, RowSettings, RowState, RowTracker
+from zwz.analytics.attention.relative_attention import RelativeAttention
 from zwz.server.engines.base import (
     AttentionOptions,
     EngineInfo,
@@ -41,8 +32,11 @@ from zwz.server.engines.base import (
     InvalidRequestError,
     SamplingParams,
 )
+from zwz.server.engines.conversation import render_prompt
+from zwz.server.engines.decoding import RowSampler, RowState, RowTracker
 from zwz.server.engines.model_loading import load_model
-from zwz.server.engines.request_policy import check_context, pixel_budget, row_settings
+from zwz.server.engines.request_policy import RowSettings, check_context, pixel_budget, row_settings
+from zwz.server.engines.transformers_attention import TransformersAttentionMaps
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +87,7 @@ class _Job:
             return
         self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
 
-    def release_final(self, attention) -> None:
+    def release_final(self, attention: RelativeAttention | None) -> None:
         if self.held is not None:
             self.held.attention = attention
             self.loop.call_soon_threadsafe(self.queue.put_nowait, self.held)
@@ -136,11 +130,12 @@ class TransformersEngine:
         self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zwz-decode")
         self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zwz-prepare")
         # Observers (e.g. metrics) called with the size of every batch that starts.
-        self.batch_listeners: list = []
+        self.batch_listeners: list[Callable[[int], None]] = []
         self.batch_sizes: list[int] = []
         self.cancelled_rows = 0  # rows whose client left before the answer was complete
-        self.num_layers: int = self.model.config.get_text_config().num_hidden_layers
-        self._pending_analyses = 0
+        self.attention_maps = TransformersAttentionMaps(
+            self.model, self.processor, max_model_len=max_len, max_pending=self.settings.max_queue,
+            prepare_pool=self._prepare_pool, decode_pool=self._decode_pool)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -161,6 +156,7 @@ class TransformersEngine:
 
     @property
     def queue_depth(self) -> int:
+        """Requests prepared and waiting for a batch."""
         return self._queue.qsize() if self._queue is not None else 0
 
     # -- requests --------------------------------------------------------------------------------------
@@ -170,7 +166,7 @@ class TransformersEngine:
         if self._queue.full():  # refuse before spending time on preprocessing
             raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
         if request.attention is not None:
-            self._check_attention_options(request.attention.layers)
+            self.attention_maps.check_layers(request.attention.layers)
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._prepare_pool, self.prepare, request)
         if request.attention is not None and "image_grid_thw" not in prepared.inputs:
@@ -198,55 +194,12 @@ class TransformersEngine:
             if job.state is not None:
                 job.state.cancelled = True
 
-    def _check_attention_options(self, layers) -> list[int]:
-        if not capture.uses_capture(self.model):
-            raise InvalidRequestError("attention maps need the model loaded with zwz's capture attention",
-                                      param="zwz_attention")
-        try:
-            return resolve_layers(layers, self.num_layers)
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc), param="layer", code="layer_out_of_range") from None
-
-    async def analyze(self, image: Image.Image, question: str, *, layers=None, method: str = "fast",
-                      min_pixels: int | None = None, max_pixels: int | None = None) -> RelativeAttention:
-        """The relative-attention map of ``question`` over ``image`` (no answer generated).
-
-        Runs on the decoding thread, between batches, so it never races a generate call.
-        """
-        selected = self._check_attention_options(layers)
-        if method not in ("fast", "reference"):
-            raise InvalidRequestError(f"unknown method {method!r}: use 'fast' or 'reference'", param="method")
-        if self._pending_analyses >= self.settings.max_queue:
-            raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
-        loop = asyncio.get_running_loop()
-        self._pending_analyses += 1
-        try:
-            pair = await loop.run_in_executor(self._prepare_pool, self._build_pair, image, question, min_pixels,
-                                              max_pixels)
-            return await loop.run_in_executor(
-                self._decode_pool, lambda: relative_attention(self.model, self.processor, pair, layers=selected,
-                                                              method=method))
-        finally:
-            self._pending_analyses -= 1
-
-    def _build_pair(self, image, question, min_pixels, max_pixels) -> PromptPair:
-        if min_pixels is not None or max_pixels is not None:
-            self._pixel_budget(min_pixels, max_pixels)  # validates
-        pair = build_pair(self.processor, image, question, min_pixels=min_pixels, max_pixels=max_pixels)
-        if pair.question_len >= self.info.max_model_len:
-            raise InvalidRequestError(f"the prompt has {pair.question_len} tokens, over this model's context of "
-                                      f"{self.info.max_model_len}", param="image", code="context_length_exceeded")
-        return pair
-
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Chat template + tokenization + image preprocessing for one request (runs in a worker thread)."""
-        conversation, images = _to_hf_conversation(request)
-        text = self.processor.apply_chat_template(
-            conversation, tools=request.tools or None, add_generation_prompt=True, tokenize=False
-        )
+        text, images = render_prompt(self.processor, request)
         kwargs: dict[str, Any] = {}
         if request.min_pixels is not None or request.max_pixels is not None:
-            kwargs["size"] = self._pixel_budget(request.min_pixels, request.max_pixels)
+            kwargs["size"] = pixel_budget(self.processor.image_processor, request.min_pixels, request.max_pixels)
         inputs = self.processor(text=[text], images=images or None, return_tensors="pt", **kwargs)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         visual_tokens = 0
@@ -254,9 +207,6 @@ class TransformersEngine:
             visual_tokens = int(inputs["image_grid_thw"].prod(dim=-1).sum()) // self.merge_size**2
         check_context(prompt_tokens, visual_tokens, request.sampling.max_tokens, self.info.max_model_len)
         return PreparedPrompt(inputs=dict(inputs), prompt_tokens=prompt_tokens, visual_tokens=visual_tokens)
-
-    def _pixel_budget(self, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
-        return pixel_budget(self.processor.image_processor, min_pixels, max_pixels)
 
     def _row_settings(self, sampling: SamplingParams, prompt_tokens: int) -> RowSettings:
         return row_settings(sampling, self._defaults, prompt_tokens=prompt_tokens,
@@ -308,10 +258,10 @@ class TransformersEngine:
         )
         mapped = batch[0] if batch[0].attention is not None else None
         if mapped is not None:
-            layers = resolve_layers(mapped.attention.layers, self.num_layers)
+            layers = self.attention_maps.check_layers(mapped.attention.layers)
             mapped.hold_final = True  # the last chunk leaves with the map
-        # Capture only when asked: a capture keeps the prefill's keys/values alive during decoding.
-        recording = capture.capture(set(layers)) if mapped is not None else contextlib.nullcontext()
+        maps = self.attention_maps
+        recording = maps.recording(layers) if mapped is not None else contextlib.nullcontext()
         with torch.inference_mode(), recording as store:
             self.model.generate(
                 **inputs,
@@ -324,9 +274,7 @@ class TransformersEngine:
         if mapped is not None:
             result = None
             if mapped.state.finish_reason != "cancelled":
-                # The generate call's prefill was the question's: reuse its capture; add the generic suffix.
-                pair = pair_from_inputs(mapped.prepared.inputs, self.processor)
-                result = from_question_capture(self.model, pair, store, layers)
+                result = maps.from_answer_prefill(mapped.prepared.inputs, store, layers)
             mapped.release_final(result)
 
     def _collate(self, prompts: list[PreparedPrompt]) -> dict[str, torch.Tensor]:
@@ -379,21 +327,3 @@ class TransformersEngine:
 
         return emit
 
-
-def _to_hf_conversation(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[Image.Image]]:
-    """Our messages -> the processor's chat format, plus the images in prompt order."""
-    conversation: list[dict[str, Any]] = []
-    images: list[Image.Image] = []
-    for message in request.messages:
-        parts: list[dict[str, Any]] = []
-        for part in message.content:
-            if isinstance(part, Image.Image):
-                images.append(part)
-                parts.append({"type": "image"})
-            else:
-                parts.append({"type": "text", "text": part})
-        turn: dict[str, Any] = {"role": message.role, "content": parts}
-        if message.tool_calls:
-            turn["tool_calls"] = message.tool_calls
-        conversation.append(turn)
-    return conversation, images

@@ -1,11 +1,11 @@
 """The vLLM engine: vLLM's async engine (``AsyncLLM``) embedded in the zwz server process.
 
-A request's prompt is built exactly as the transformers engine builds it (the model processor's chat
-template over the same conversation), rendered by vLLM's own renderer (tokenization, and image
-preprocessing with the request's pixel budget as ``mm_processor_kwargs``), checked against the context by
-the same rules (``request_policy``), then generated with its own sampling settings; vLLM batches running
-requests continuously and reuses cached prefixes. Streaming requests read vLLM's delta outputs, others one
-final output. Closing a chunk stream early aborts its vLLM request.
+A request's prompt is built exactly as the transformers engine builds it (``conversation.render_prompt``:
+the model processor's chat template over the same conversation), rendered by vLLM's own renderer
+(tokenization, and image preprocessing with the request's pixel budget as ``mm_processor_kwargs``), checked
+against the context by the same rules (``request_policy``), then generated with its own sampling settings;
+vLLM batches running requests continuously and reuses cached prefixes. Streaming requests read vLLM's delta
+outputs, others one final output. Closing a chunk stream early aborts its vLLM request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import functools
 import itertools
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +28,10 @@ from zwz.server.engines.base import (
     GenerationRequest,
     InvalidRequestError,
 )
+from zwz.server.engines.conversation import render_prompt
 from zwz.server.engines.model_loading import detect_family
 from zwz.server.engines.request_policy import check_context, pixel_budget, row_settings
 from zwz.server.engines.vllm_setup import VllmSettings, apply_cpu_environment, engine_args, on_cpu_platform
-
-logger = logging.getLogger(__name__)
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "cancelled"}
 
@@ -47,6 +45,9 @@ class _Rendered:
 
 class VllmEngine:
     """Engine backed by vLLM's ``AsyncLLM`` (its engine core runs in worker processes it starts)."""
+
+    # No attention maps: they need the queries and keys of the prefill, which vLLM's kernels never expose.
+    attention_maps: None = None
 
     def __init__(self, model_dir: str | Path, settings: VllmSettings | None = None, *,
                  random_weights: bool = False) -> None:
@@ -157,11 +158,7 @@ class VllmEngine:
         self._in_flight -= 1
 
     async def _render(self, request: GenerationRequest) -> _Rendered:
-        from zwz.server.engines.transformers_engine import _to_hf_conversation
-
-        conversation, images = _to_hf_conversation(request)
-        text = self.processor.apply_chat_template(conversation, tools=request.tools or None,
-                                                  add_generation_prompt=True, tokenize=False)
+        text, images = render_prompt(self.processor, request)
         prompt: dict[str, Any] = {"prompt": text}
         if images:
             prompt["multi_modal_data"] = {"image": images}

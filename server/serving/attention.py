@@ -1,9 +1,9 @@
-"""Attention maps over HTTP: POST /v1/zoom/attention, and the payload the chat extension reuses."""
+"""Attention maps over HTTP: POST /v1/zoom/attention, the payload the chat extension reuses, and the one
+refusal every attention feature gives on an engine without maps (``require_attention_maps``)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from PIL import Image
@@ -13,13 +13,20 @@ from zwz.analytics.attention.grid import GridGeometry
 from zwz.analytics.attention.heatmap import overlay_png_base64
 from zwz.analytics.attention.relative_attention import RelativeAttention
 from zwz.analytics.attention.zoom_box import suggest_zoom_box
-from zwz.server.engines.base import Engine
 from zwz.server.api.errors import APIError
-from zwz.server.serving.media import MediaPolicy, load_image
-from zwz.server.metrics import ServerMetrics
 from zwz.server.api.protocol import AttentionMap, ZoomAttentionRequest, ZoomAttentionResponse
+from zwz.server.engines.base import AttentionMapper, Engine
+from zwz.server.metrics import ServerMetrics
+from zwz.server.serving.media import MediaPolicy, load_image
 
-logger = logging.getLogger(__name__)
+
+def require_attention_maps(engine: Engine) -> AttentionMapper:
+    """The engine's attention maps, or the 501 that chat ``zwz_attention``, /v1/zoom/attention and the
+    ``attention_zoom`` mode all answer when it has none."""
+    if engine.attention_maps is None:
+        raise APIError(501, f"the {engine.info.engine} engine cannot compute attention maps; serve with "
+                            "--engine transformers", code="not_supported")
+    return engine.attention_maps
 
 
 def check_box(box: list[float] | None, image_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
@@ -78,15 +85,13 @@ class AttentionService:
         if request.model is not None and request.model not in self.served_model_names:
             raise APIError(404, f"the model {request.model!r} does not exist; this server serves "
                                 f"{', '.join(self.served_model_names)}", param="model", code="model_not_found")
-        analyze = getattr(self.engine, "analyze", None)
-        if analyze is None:
-            raise APIError(501, f"the {self.engine.info.engine} engine cannot compute attention maps; "
-                                "serve with --engine transformers", code="not_supported")
+        maps = require_attention_maps(self.engine)
         image = await asyncio.to_thread(load_image, request.image, self.media)
         box = check_box(request.box, image.size)
         mm = request.mm_processor_kwargs
-        result = await analyze(image, request.question, layers=request.layer, method=request.method,
-                               min_pixels=mm.min_pixels if mm else None, max_pixels=mm.max_pixels if mm else None)
+        result = await maps.analyze(image, request.question, layers=request.layer, method=request.method,
+                                    min_pixels=mm.min_pixels if mm else None,
+                                    max_pixels=mm.max_pixels if mm else None)
         payload = await asyncio.to_thread(attention_payload, result, image, box, request.heatmap)
         elapsed = time.perf_counter() - started
         payload.timings_ms["total"] = elapsed * 1e3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from zwz.server.engines.base import AttentionOptions, ChatMessage, Engine, Gener
 from zwz.server.api.errors import APIError, as_api_error, error_body
 from zwz.server.serving.media import MediaPolicy, load_image
 from zwz.server.metrics import ServerMetrics
-from zwz.server.serving.attention import attention_payload, check_box
+from zwz.server.serving.attention import attention_payload, check_box, require_attention_maps
 from zwz.server.serving.modes import MODES
 from zwz.server.serving.tool_parsing import ToolCallStream, extract_tool_calls
 from zwz.server.api.protocol import (
@@ -32,8 +31,6 @@ from zwz.server.api.protocol import (
     Usage,
     new_completion_id,
 )
-
-logger = logging.getLogger(__name__)
 
 # Base64 characters decoded on the event loop; larger images go to a thread. A 1344 px photo JPEG is ~72K
 # characters and ~10 ms to decode: enough to stall other requests (1344 px p99 1.22 -> 1.02 vs plain vLLM).
@@ -115,9 +112,7 @@ class ChatService:
             return None
         if not images:
             raise APIError(400, "zwz_attention needs an image in the messages", param="zwz_attention")
-        if not hasattr(self.engine, "analyze"):
-            raise APIError(501, f"the {self.engine.info.engine} engine cannot compute attention maps",
-                           code="not_supported")
+        require_attention_maps(self.engine)
         generation.attention = AttentionOptions(layers=options.layer)
         return images[-1], check_box(options.box, images[-1].size), options.heatmap
 

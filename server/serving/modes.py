@@ -52,14 +52,13 @@ async def run_attention_zoom_mode(engine, request, generation: GenerationRequest
     """(answer, finish_reason, usage totals, trajectory): map -> suggested box -> answer on [image, crop]."""
     from zwz.analytics.attention.grid import GridGeometry
     from zwz.analytics.attention.zoom_box import suggest_zoom_box
+    from zwz.server.serving.attention import require_attention_maps
 
-    analyze = getattr(engine, "analyze", None)
-    if analyze is None:
-        raise APIError(501, f"the {engine.info.engine} engine cannot compute attention maps", code="not_supported")
+    maps = require_attention_maps(engine)
     question = last_user_question(request)
     image = images[-1]
     t0 = time.perf_counter()
-    result = await analyze(image, question, min_pixels=generation.min_pixels, max_pixels=generation.max_pixels)
+    result = await maps.analyze(image, question, min_pixels=generation.min_pixels, max_pixels=generation.max_pixels)
     box = suggest_zoom_box(result.grid, GridGeometry.from_grid_thw(image.size, result.image_grid_thw))
     map_ms = (time.perf_counter() - t0) * 1e3
     crop = image.crop(box)

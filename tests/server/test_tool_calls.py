@@ -1,7 +1,7 @@
 """Qwen <tool_call> blocks become OpenAI tool_calls when a request carries tools (streaming and not).
 
-A random-weight model never writes a tool call, so a scripted engine (implementing the engine protocol,
-emitting fixed text token by token) stands behind the real app, server and openai client.
+A random-weight model never writes a tool call, so a scripted engine (``ScriptedEngine`` in conftest.py:
+the engine protocol, fixed text token by token) stands behind the real app, server and openai client.
 """
 
 from __future__ import annotations
@@ -10,49 +10,18 @@ import json
 import openai
 import pytest
 
-from zwz.server.engines.base import EngineInfo, GenerationChunk
 from zwz.server.serving.tool_parsing import ToolCallStream, extract_tool_calls
 
 CALL = '<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 300, 400], "label": "sign", "img_idx": 0}}\n</tool_call>'
 TOOLS = [{"type": "function", "function": {"name": "image_zoom_in_tool", "parameters": {"type": "object"}}}]
 
 
-class ScriptedEngine:
-    """Answers every request with ``script``, one character per chunk."""
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-        self.info = EngineInfo(model_dir="/scripted", engine="scripted", family="qwen3_vl", max_model_len=4096,
-                               device="cpu", dtype="float32", random_weights=False)
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def submit(self, request):
-        async def chunks():
-            for i, ch in enumerate(self.script):
-                yield GenerationChunk(text=ch, token_ids=[i], prompt_tokens=10, completion_tokens=i + 1)
-            yield GenerationChunk(finish_reason="stop", prompt_tokens=10, completion_tokens=len(self.script) + 1)
-        return chunks()
-
-
-@pytest.fixture
-def serve_engine(run_app):
-    from zwz.server.api.app import create_app
-    from zwz.server.settings import ServerSettings
-
-    return lambda engine: run_app(create_app(ServerSettings(), engine))
-
-
 @pytest.mark.parametrize("script, content", [
     (f"Let me zoom.\n{CALL}", "Let me zoom."),
     (CALL, None),
 ])
-def test_tool_calls_non_streaming(serve_engine, script, content):
-    with serve_engine(ScriptedEngine(script)) as url:
+def test_tool_calls_non_streaming(serve_scripted, scripted_engine, script, content):
+    with serve_scripted(scripted_engine(script)) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
         r = client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}], tools=TOOLS)
         choice = r.choices[0]
@@ -66,8 +35,8 @@ def test_tool_calls_non_streaming(serve_engine, script, content):
         assert plain.choices[0].message.content == script and plain.choices[0].finish_reason == "stop"
 
 
-def test_tool_calls_streaming_hold_back_the_block(serve_engine):
-    with serve_engine(ScriptedEngine(f"Looking closer <tool_c then\n{CALL}")) as url:
+def test_tool_calls_streaming_hold_back_the_block(serve_scripted, scripted_engine):
+    with serve_scripted(scripted_engine(f"Looking closer <tool_c then\n{CALL}")) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
         chunks = list(client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}],
                                                      tools=TOOLS, stream=True))

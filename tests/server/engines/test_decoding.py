@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from zwz.server.engines.decoding import RowSampler, RowSettings, RowState, RowTracker, _held_back
+from zwz.server.engines.decoding import RowSampler, RowState, RowTracker, _held_back
+from zwz.server.engines.request_policy import RowSettings
 
 VOCAB = {1: "ab", 2: "c", 3: "d", 4: "é"[:1], 9: "<eos>"}
 
