@@ -81,3 +81,19 @@ def test_answer_tag() -> None:
 def test_doctests() -> None:
     result = doctest.testmod(zwz.reply_format)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_every_reader_uses_the_one_scanner() -> None:
+    """The server's tool-call parser and the zoom agent's tool read the same blocks out of the same reply."""
+    import zwz.server.serving.tool_parsing as server_parsing
+    from zwz.analytics.zoom import tool
+
+    assert tool.split_thinking is split_thinking
+    text = 'Look.<tool_call>{"name": "cut-off"<tool_call>{"name": "zoom", "arguments": {}}</tool_call>'
+    content, calls = server_parsing.extract_tool_calls(text)
+    assert content == 'Look.<tool_call>{"name": "cut-off"' and [c.name for c in calls] == ["zoom"]
+    parsed = tool.extract_tool_calls("I zoom.</think>" + text)
+    assert [raw for raw, _ in parsed] == ['{"name": "cut-off"', '{"name": "zoom", "arguments": {}}']
+    assert isinstance(parsed[0][1], tool.ToolCallError) and parsed[1][1] == {"name": "zoom", "arguments": {}}
+    assert tool.clean_answer("I zoom.</think>" + text) == "Look."
+    assert doctest.testmod(server_parsing).failed == 0

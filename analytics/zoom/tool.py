@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from zwz.reply_format import split_thinking, strip_tool_calls, tool_call_blocks
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -87,11 +89,7 @@ ZOOM_TOOL: dict[str, Any] = {
 }
 _REQUIRED = ("bbox_2d", "label", "img_idx")
 
-# A block ends at its closing tag, at the next opening tag (then it is unterminated) or at the end of the text
-# (a reply cut by max_tokens or by a `</tool_call>` stop string).
-_BLOCK = re.compile(r"<tool_call>((?:(?!<tool_call>).)*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.S)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
-_STRAY_TAG = re.compile(r"</?tool_call>")
 
 
 class ToolCallError(ValueError):
@@ -117,29 +115,6 @@ class ZoomRequest:
 
 
 # -- reading calls out of a reply --------------------------------------------------------------------------
-def split_thinking(text: str) -> tuple[str, str]:
-    """``(thinking, rest)``: text up to the last ``</think>`` and what follows it.
-
-    Qwen3 thinking templates open ``<think>`` in the prompt, so a reply may hold only the closing tag. A
-    ``<think>`` that never closes (the reply ran out of tokens) makes everything from it thinking.
-
-    >>> split_thinking("<think>zoom?</think>It is red.")
-    ('<think>zoom?</think>', 'It is red.')
-    >>> split_thinking("no tags")
-    ('', 'no tags')
-    >>> split_thinking("Let me see <think>hmm")
-    ('<think>hmm', 'Let me see ')
-    """
-    end = text.rfind("</think>")
-    if end >= 0:
-        cut = end + len("</think>")
-        return text[:cut], text[cut:]
-    start = text.find("<think>")
-    if start >= 0:
-        return text[start:], text[:start]
-    return "", text
-
-
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -205,8 +180,10 @@ def extract_tool_calls(text: str) -> list[tuple[str, dict[str, Any] | ToolCallEr
     """
     _, rest = split_thinking(text)
     out: list[tuple[str, dict[str, Any] | ToolCallError]] = []
-    for match in _BLOCK.finditer(rest):
-        raw = match.group(1)
+    # Blocks end at their closing tag, at the next opening tag or at the end of the text (a reply cut by
+    # max_tokens or by a `</tool_call>` stop string): reply_format's scanner.
+    for block in tool_call_blocks(rest):
+        raw = block.body
         try:
             out.append((raw, parse_call_json(raw)))
         except ToolCallError as exc:
@@ -221,7 +198,7 @@ def clean_answer(text: str) -> str:
     'It says STOP.'
     """
     _, rest = split_thinking(text)
-    return _STRAY_TAG.sub("", _BLOCK.sub("", rest)).strip()
+    return strip_tool_calls(rest).strip()
 
 
 def format_tool_call(name: str, arguments: Any) -> str:

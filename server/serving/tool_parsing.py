@@ -9,12 +9,10 @@ valid call is left in the content, so nothing the model wrote is lost.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 
-TOOL_CALL_OPEN = "<tool_call>"
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+from zwz.reply_format import TOOL_CALL_OPEN, tool_call_blocks
 
 
 @dataclass
@@ -35,21 +33,27 @@ def extract_tool_calls(text: str) -> tuple[str | None, list[ParsedToolCall]]:
     ('Let me look.', 'zoom', '{"x": 1}')
     >>> extract_tool_calls("<tool_call>not json</tool_call>")[1]
     []
+    >>> extract_tool_calls('<tool_call>{"name": "cut-off"<tool_call>{"name": "zoom", "arguments": {}}</tool_call>')
+    ('<tool_call>{"name": "cut-off"', [ParsedToolCall(name='zoom', arguments='{}')])
     """
     calls: list[ParsedToolCall] = []
-
-    def take(match: re.Match) -> str:
+    kept: list[str] = []
+    pos = 0
+    for block in tool_call_blocks(text):
+        if not block.closed:  # an unterminated block is not a call: it stays in the content
+            continue
         try:
-            payload = json.loads(match.group(1))
+            payload = json.loads(block.body)
         except json.JSONDecodeError:
-            return match.group(0)
+            continue
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
-            return match.group(0)
+            continue
         arguments = payload.get("arguments", {})
         calls.append(ParsedToolCall(payload["name"], arguments if isinstance(arguments, str) else json.dumps(arguments)))
-        return ""
-
-    content = _BLOCK.sub(take, text).strip()
+        kept.append(text[pos : block.start])
+        pos = block.end
+    kept.append(text[pos:])
+    content = "".join(kept).strip()
     return (content or None), calls
 
 
