@@ -11,13 +11,14 @@ TRL (one machine)::
     from zwz.train.rewards import make_trl_reward
     GRPOTrainer(..., reward_funcs=[make_trl_reward(judge=Judge(url, model), length_cap=300)])
 
-verl (``custom_reward_function`` loads this file by path; it imports without torch, numpy or PIL)::
+verl 0.9 (its ``reward.custom_reward_function`` loads this file by path; no torch, numpy or PIL needed here;
+``zwz train verl`` writes these overrides)::
 
-    custom_reward_function.path=$(python -c "from zwz.train.rewards import REWARD_MODULE_PATH as p; print(p)")
-    custom_reward_function.name=compute_score            # or compute_score_batch with reward_manager=batch
-    +custom_reward_function.reward_kwargs.judge_base_url=http://judge:8000/v1
-    +custom_reward_function.reward_kwargs.judge_model=Qwen3-30B-A3B
-    +custom_reward_function.reward_kwargs.length_cap=300
+    reward.custom_reward_function.path=$(python -c "from zwz.train.rewards import REWARD_MODULE_PATH as p; print(p)")
+    reward.custom_reward_function.name=compute_score      # compute_score_batch for verl's batch reward manager
+    +reward.custom_reward_function.reward_kwargs.judge_base_url=http://judge:8000/v1
+    +reward.custom_reward_function.reward_kwargs.judge_model=Qwen3-30B-A3B
+    +reward.custom_reward_function.reward_kwargs.length_cap=300
 
 Plain batches: ``score_batch(responses, answers, questions=..., options=...)``.
 """
