@@ -1,5 +1,6 @@
 """The "thinking with images" zoom agent of Qwen3-VL's cookbook and Qwen-Agent: the tool-use baseline that ZwZ's
-single pass is compared with, run client side against any OpenAI-compatible endpoint (zwz, plain vLLM, ...).
+single pass is compared with, over any chat backend (``zwz.analytics.zoom.backend``): an OpenAI-compatible
+endpoint (zwz, plain vLLM, ...: ``openai_backend.OpenAIBackend``) or a zwz server's own engine (``zwz_mode=agent``).
 
     async with OpenAIBackend("http://127.0.0.1:8000/v1", "ZwZ-8B") as backend:
         result = await run_zoom_agent(backend, [image], "What is written on the small sign?",
@@ -8,7 +9,7 @@ single pass is compared with, run client side against any OpenAI-compatible endp
 
 The conversation, in Qwen's wire format (see ``zwz.analytics.zoom.tool`` for the tool itself):
 
-    [system]     optional system prompt
+    [history]    optional: a system prompt, earlier turns (``history=``)
     user         original image(s), then the question
     assistant    reply with <tool_call>{"name": "image_zoom_in_tool", "arguments": {...}}</tool_call> block(s)
     user         "<tool_response>\\n" crop "\\n</tool_response>"  (one block per call, "\\n" between them; an
@@ -24,29 +25,29 @@ quadratically with the turns; ``AgentResult.image_encodings`` counts them.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import dataclasses
-import io
 import json
 import logging
-import math
 import time
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import httpx
 from PIL import Image
 
-from zwz.endpoint import chat_url
+from zwz.analytics.zoom.backend import (
+    BackendError,
+    BackendReply,
+    ChatBackend,
+    count_images,
+    message_images,
+    user_turn,
+)
+from zwz.analytics.zoom.crop import crop_box, crop_image
 from zwz.analytics.zoom.tool import (
     ZOOM_TOOL,
     ZOOM_TOOL_NAME,
     ToolCallError,
     clean_answer,
-    crop_box,
-    crop_image,
     extract_tool_calls,
     format_tool_call,
     parse_call_json,
@@ -62,192 +63,13 @@ __all__ = [
     "BackendError",
     "BackendReply",
     "ChatBackend",
-    "OpenAIBackend",
     "ToolCallRecord",
-    "qwen_tools_system_prompt",
     "run_zoom_agent",
 ]
 
 # The zoom `fixed_turns` forces: the centre quarter (half the width, half the height) of the latest image, so
 # successive forced zooms close in on the centre of the previous crop.
 FORCED_ZOOM_BBOX = (250.0, 250.0, 750.0, 750.0)
-_RESERVED_FIELDS = frozenset({"model", "messages", "tools", "stream"})
-
-
-# -- backends --------------------------------------------------------------------------------------------------
-class BackendError(RuntimeError):
-    """A model call failed (HTTP status, transport, unreadable reply). ``partial``: the trajectory so far."""
-
-    def __init__(self, message: str, *, status_code: int | None = None):
-        super().__init__(message)
-        self.status_code = status_code
-        self.partial: AgentResult | None = None
-
-
-@dataclass
-class BackendReply:
-    text: str
-    tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {"id", "type", "function": {"name", "arguments"}}
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    visual_tokens: int = 0
-    finish_reason: str | None = None
-    images_encoded: int | None = None  # set by a backend that caches image prefixes; None: all sent were encoded
-
-
-class ChatBackend(Protocol):
-    """One chat call. Messages are OpenAI-shaped; image parts are ``{"type": "image", "image": PIL.Image}``."""
-
-    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                       sampling: dict[str, Any]) -> BackendReply: ...
-
-
-def qwen_tools_system_prompt(tools: list[dict[str, Any]], system: str = "") -> str:
-    """The system text Qwen3(-VL) chat templates render for ``tools`` (also Qwen-Agent's function-call prompt).
-
-    >>> text = qwen_tools_system_prompt([{"type": "function", "function": {"name": "f"}}], "Be brief.")
-    >>> text.splitlines()[:3]
-    ['Be brief.', '', '# Tools']
-    >>> text.split("<tools>")[-1].split("</tools>")[0]
-    '\\n{"type": "function", "function": {"name": "f"}}\\n'
-    """
-    # json.dumps with default separators matches the templates' `tojson`, so the prompt is token-identical.
-    listed = "".join("\n" + json.dumps(tool, ensure_ascii=False) for tool in tools)
-    text = (
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>{listed}\n</tools>\n\n"
-        "For each function call, return a json object with function name and arguments within "
-        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
-        "</tool_call>"
-    )
-    return f"{system}\n\n{text}" if system else text
-
-
-class OpenAIBackend:
-    """:class:`ChatBackend` over ``POST /v1/chat/completions`` of any OpenAI-compatible server (httpx, async).
-
-    ``tool_mode="prompt"`` (default) writes the tool list into the system turn the way Qwen's templates do and
-    sends no ``tools`` field: the prompt is the same as with ``"request"`` on a Qwen3-VL template, and it works on
-    a vLLM started without ``--enable-auto-tool-choice`` (which refuses requests carrying ``tools``).
-    ``"request"`` sends ``tools`` for the server's template to render. Images go as data URLs (PNG by default:
-    lossless; ``image_format="JPEG"`` for smaller uploads), each encoded once per image object, after an
-    optional client-side downscale to ``max_pixels``. No retries: failures raise :class:`BackendError`.
-    """
-
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 300.0,
-                 max_pixels: int | None = None, image_format: Literal["PNG", "JPEG"] = "PNG",
-                 tool_mode: Literal["prompt", "request"] = "prompt"):
-        if not base_url or not model:
-            raise ValueError("OpenAIBackend needs a base_url and a model name")
-        if image_format not in ("PNG", "JPEG") or tool_mode not in ("prompt", "request"):
-            raise ValueError("image_format must be 'PNG' or 'JPEG'; tool_mode 'prompt' or 'request'")
-        if max_pixels is not None and max_pixels < 1:
-            raise ValueError("max_pixels must be >= 1")
-        self.url = chat_url(base_url)
-        self.model = model
-        self.api_key = api_key
-        self.timeout = timeout
-        self.max_pixels = max_pixels
-        self.image_format = image_format
-        self.tool_mode = tool_mode
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._urls: dict[int, tuple[weakref.ref, str]] = {}  # id(image) -> (ref, data URL); ref guards id reuse
-
-    async def __aenter__(self) -> OpenAIBackend:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    def _http(self) -> httpx.AsyncClient:
-        # An AsyncClient's pooled connections belong to the loop that opened them; a caller running one
-        # asyncio.run per item would otherwise reuse dead connections.
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-            self._client_loop = loop
-        return self._client
-
-    def data_url(self, image: Image.Image) -> str:
-        hit = self._urls.get(id(image))
-        if hit is not None and hit[0]() is image:
-            return hit[1]
-        if len(self._urls) > 512:
-            self._urls = {k: v for k, v in self._urls.items() if v[0]() is not None}
-        original = image
-        if self.max_pixels is not None and image.width * image.height > self.max_pixels:
-            scale = math.sqrt(self.max_pixels / (image.width * image.height))
-            image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))),
-                                 Image.Resampling.BICUBIC)
-        keep = ("RGB", "L") if self.image_format == "JPEG" else ("RGB", "RGBA", "L", "LA", "P")
-        if image.mode not in keep:
-            image = image.convert("RGB")
-        buf = io.BytesIO()
-        image.save(buf, self.image_format, **({"quality": 95} if self.image_format == "JPEG" else {}))
-        url = f"data:image/{self.image_format.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
-        self._urls[id(original)] = (weakref.ref(original), url)
-        return url
-
-    def wire_messages(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        out = []
-        for message in messages:
-            content = message.get("content")
-            if isinstance(content, list):
-                content = [{"type": "image_url", "image_url": {"url": self.data_url(part["image"])}}
-                           if part.get("type") == "image" else part for part in content]
-            out.append({**message, "content": content})
-        if tools and self.tool_mode == "prompt":
-            if out and out[0]["role"] == "system":
-                system = out[0]["content"]
-                if not isinstance(system, str):
-                    system = "".join(p.get("text", "") for p in system or [])
-                out[0] = {"role": "system", "content": qwen_tools_system_prompt(tools, system)}
-            else:
-                out.insert(0, {"role": "system", "content": qwen_tools_system_prompt(tools)})
-        return out
-
-    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                       sampling: dict[str, Any]) -> BackendReply:
-        reserved = _RESERVED_FIELDS & sampling.keys()
-        if reserved:
-            raise ValueError(f"sampling must not set {sorted(reserved)}")
-        # PNG-encoding a large image takes tens of milliseconds: keep the event loop free.
-        wire = await asyncio.to_thread(self.wire_messages, messages, tools)
-        payload: dict[str, Any] = {"model": self.model, "messages": wire, **sampling}
-        if tools and self.tool_mode == "request":
-            payload["tools"] = tools
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        try:
-            resp = await self._http().post(self.url, json=payload, headers=headers)
-        except httpx.HTTPError as exc:
-            raise BackendError(f"chat call to {self.url} failed: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code != 200:
-            try:
-                detail = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                detail = resp.text[:300]
-            raise BackendError(f"{self.url} returned HTTP {resp.status_code}: {detail}", status_code=resp.status_code)
-        try:
-            body = resp.json()
-            choice = body["choices"][0]
-            message = choice["message"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"{self.url} reply is not a chat completion: {resp.text[:300]!r}") from exc
-        usage = body.get("usage") or {}
-        return BackendReply(
-            text=message.get("content") or "",
-            tool_calls=message.get("tool_calls") or None,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            visual_tokens=int(usage.get("visual_tokens") or 0),  # zwz extension; 0 elsewhere
-            finish_reason=choice.get("finish_reason"),
-        )
 
 
 # -- the trajectory -------------------------------------------------------------------------------------------
@@ -288,6 +110,9 @@ class AgentTurn:
 
 @dataclass
 class AgentResult:
+    """The trajectory of one agent run (``to_dict()`` is the API's ``zwz_trajectory``)."""
+
+    mode: Literal["agent"] = "agent"
     answer: str = ""
     stopped: Literal["answer", "turn_limit"] = "turn_limit"
     turns: list[AgentTurn] = field(default_factory=list)
@@ -321,11 +146,10 @@ class AgentResult:
 
 # -- the loop ---------------------------------------------------------------------------------------------------
 def _calls_in_reply(reply: BackendReply) -> list[tuple[str, dict[str, Any] | ToolCallError]]:
-    """The reply's calls: the endpoint's parsed ``tool_calls`` when it returned any, else ``<tool_call>`` text."""
-    if not reply.tool_calls:
-        return extract_tool_calls(reply.text)
+    """The reply's calls: the endpoint's parsed ``tool_calls``, then any ``<tool_call>`` blocks left in its text
+    (all of them when the endpoint parses none; those it could not parse when it does)."""
     out: list[tuple[str, dict[str, Any] | ToolCallError]] = []
-    for tool_call in reply.tool_calls:
+    for tool_call in reply.tool_calls or []:
         function = tool_call.get("function") or {}
         arguments = function.get("arguments")
         raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
@@ -333,7 +157,7 @@ def _calls_in_reply(reply: BackendReply) -> list[tuple[str, dict[str, Any] | Too
             out.append((raw, parse_call_json(json.dumps({"name": function.get("name"), "arguments": arguments}))))
         except ToolCallError as exc:
             out.append((raw, exc))
-    return out
+    return out + extract_tool_calls(reply.text)
 
 
 def _assistant_text(reply: BackendReply, forced_call: dict[str, Any] | None) -> str:
@@ -344,11 +168,6 @@ def _assistant_text(reply: BackendReply, forced_call: dict[str, Any] | None) -> 
     if forced_call is not None:
         parts.append(format_tool_call(forced_call["name"], forced_call["arguments"]))
     return "\n".join(parts)
-
-
-def _count_images(messages: list[dict[str, Any]]) -> int:
-    return sum(1 for m in messages if isinstance(m.get("content"), list)
-               for part in m["content"] if part.get("type") == "image")
 
 
 def _execute(parsed: dict[str, Any] | ToolCallError, raw: str | None, seen: list[Image.Image], *, forced: bool,
@@ -394,6 +213,7 @@ async def run_zoom_agent(
     *,
     max_turns: int = 20,
     system_prompt: str | None = None,
+    history: list[dict[str, Any]] | None = None,
     fixed_turns: int = 0,
     sampling: dict[str, Any] | None = None,
     crop_min_pixels: int | None = None,
@@ -408,24 +228,30 @@ async def run_zoom_agent(
     ``crop_min_pixels`` / ``crop_max_pixels`` rescale crops on the client (``QWEN_AGENT_CROP_MIN_PIXELS``
     reproduces Qwen-Agent); by default crops go as cut and the server's processor sizes them.
 
+    ``history``: the conversation before the question's turn (its own system prompt and earlier turns, in the
+    format of :mod:`zwz.analytics.zoom.backend`), sent with every call; ``img_idx`` then counts its images
+    first, as the model sees them. ``system_prompt`` is the shorthand for a history of one system turn.
+
     A failed model call raises :class:`BackendError` with ``partial`` set to the trajectory so far.
     """
     if not images:
         raise ValueError("run_zoom_agent needs at least one image")
     if max_turns < 1 or fixed_turns < 0:
         raise ValueError(f"need max_turns >= 1 and fixed_turns >= 0 (got {max_turns}, {fixed_turns})")
-    seen = list(images)  # img_idx indexes this: the originals, then every crop in order
-    messages: list[dict[str, Any]] = []
+    messages = list(history or [])
     if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    messages.append({"role": "user", "content": [*({"type": "image", "image": im} for im in images),
-                                                 {"type": "text", "text": question}]})
+        if messages and messages[0].get("role") == "system":
+            raise ValueError("give the system prompt either as system_prompt or in history, not both")
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    # img_idx indexes this: the conversation's images, the question's, then every crop in order.
+    seen = [im for m in messages for im in message_images(m)] + list(images)
+    messages.append(user_turn(images, question))
     crop_kw = {"crop_min_pixels": crop_min_pixels, "crop_max_pixels": crop_max_pixels}
     result = AgentResult()
     started = time.perf_counter()
     reply: BackendReply | None = None
     for index in range(max_turns):
-        images_sent = _count_images(messages)
+        images_sent = count_images(messages)
         call_started = time.perf_counter()
         try:
             reply = await backend.complete(messages, tools=[ZOOM_TOOL], sampling=dict(sampling or {}))

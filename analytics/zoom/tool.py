@@ -1,5 +1,5 @@
 """The ``image_zoom_in_tool`` of Qwen3-VL's "think with images" agent: its schema, reading calls out of a
-reply, validating them, and cutting the crop.
+reply and validating them (cutting the crop: ``zwz.analytics.zoom.crop``).
 
 Definitions follow Qwen-Agent's ``image_zoom_in_tool`` (``qwen_agent/tools/image_zoom_in_qwen3vl.py``) and the
 Qwen3-VL cookbook ``think_with_images.ipynb``: the name, the description and the three required parameters
@@ -8,8 +8,8 @@ relative coordinates and ``img_idx`` counts every image seen so far (the origina
 
 Crop rule, as Qwen-Agent's: the box is mapped to the chosen image's pixels; when a side is under 32 px both
 sides are scaled by ``32 / shorter side`` around the box centre (the aspect ratio is kept). Where Qwen-Agent
-clips the grown box at the image border and falls back to the small box if clipping left a side under 32, this
-module slides the grown box back inside the image, so a crop is always at least 32 px (or the whole side of a
+clips the grown box at the image border and falls back to the small box if clipping left a side under 32,
+``crop.grow_box`` slides the grown box back inside the image, so a crop is always at least 32 px (or the whole side of a
 smaller image). Qwen-Agent then upsamples every crop to at least ``256 * 32 * 32`` pixels; here the crop is
 returned as is (the serving processor resizes it to its own pixel budget) unless ``min_pixels`` /
 ``max_pixels`` ask for a client-side resize (``QWEN_AGENT_CROP_MIN_PIXELS`` reproduces Qwen-Agent).
@@ -23,43 +23,28 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from PIL import Image
-
+from zwz.analytics.zoom.crop import COORD_MAX as _COORD_MAX
 from zwz.reply_format import split_thinking, strip_tool_calls, tool_call_blocks
 
-logger = logging.getLogger(__name__)
-
 __all__ = [
-    "MIN_CROP_SIDE",
-    "QWEN_AGENT_CROP_MIN_PIXELS",
     "ZOOM_TOOL",
     "ZOOM_TOOL_NAME",
     "ToolCallError",
     "ZoomRequest",
-    "bbox_to_pixels",
     "clean_answer",
-    "crop_box",
-    "crop_image",
     "extract_tool_calls",
     "format_tool_call",
-    "grow_box",
     "parse_call_json",
     "split_thinking",
     "validate_zoom_call",
 ]
 
 ZOOM_TOOL_NAME = "image_zoom_in_tool"
-MIN_CROP_SIDE = 32  # Qwen-Agent's floor on a crop side, in pixels
-# Told to the model when a training-free zoom adds the crop as a second image (attention-zoom mode).
-ZOOMED_VIEW_NOTE = "The last image is a zoomed-in view of the region of the first image that matters most."
-QWEN_AGENT_CROP_MIN_PIXELS = 256 * 32 * 32  # Qwen-Agent upsamples each crop to at least this many pixels
-_COORD_MAX = 1000  # Qwen3-VL grounds boxes in 0-1000 relative coordinates
 _MAX_CALL_CHARS = 20_000  # a longer block is not a zoom call; also bounds ast.literal_eval's work
 
 # Qwen-Agent's schema, wording included (see the module docstring).
@@ -254,74 +239,3 @@ def validate_zoom_call(call: dict[str, Any], n_images: int) -> ZoomRequest:
     if not 0 <= idx < n_images:
         raise ToolCallError("out_of_range", f"img_idx {idx} does not exist: images 0-{n_images - 1} have been shown")
     return ZoomRequest((x1, y1, x2, y2), label, idx)
-
-
-# -- cropping ------------------------------------------------------------------------------------------------
-def bbox_to_pixels(bbox: tuple[float, float, float, float] | list[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """0-1000 relative box -> ``(left, top, right, bottom)`` pixels, rounded outward so it covers the region.
-
-    >>> bbox_to_pixels([250, 250, 750, 750], (400, 200))
-    (100, 50, 300, 150)
-    >>> bbox_to_pixels([0, 0, 1, 1], (640, 480))
-    (0, 0, 1, 1)
-    """
-    width, height = size
-    x1, y1, x2, y2 = (float(v) / _COORD_MAX for v in bbox)
-    left, top = math.floor(x1 * width), math.floor(y1 * height)
-    right, bottom = math.ceil(x2 * width), math.ceil(y2 * height)
-    left, top = min(max(left, 0), width - 1), min(max(top, 0), height - 1)
-    return left, top, min(max(right, left + 1), width), min(max(bottom, top + 1), height)
-
-
-def _fit(start: float, length: int, limit: int) -> int:
-    """Slide a span of ``length`` starting near ``start`` so it lies inside ``[0, limit]``."""
-    return min(max(round(start), 0), limit - length)
-
-
-def grow_box(box: tuple[int, int, int, int], size: tuple[int, int], min_side: int = MIN_CROP_SIDE) -> tuple[int, int, int, int]:
-    """Scale a box with a side under ``min_side`` by ``min_side / shorter side`` around its centre, kept inside
-    the image (a side never exceeds the image's).
-
-    >>> grow_box((100, 100, 110, 105), (640, 480))   # 10 x 5 -> 64 x 32, same centre
-    (73, 86, 137, 118)
-    >>> grow_box((0, 470, 8, 480), (640, 480))       # at a corner: slid inside, not clipped
-    (0, 440, 32, 480)
-    >>> grow_box((5, 5, 60, 40), (640, 480))         # both sides already >= 32
-    (5, 5, 60, 40)
-    """
-    left, top, right, bottom = box
-    width, height = right - left, bottom - top
-    if min(width, height) >= min_side:
-        return box
-    scale = min_side / min(width, height)
-    # The epsilon keeps float noise (10 * 6.4 = 64.000...01) from adding a pixel.
-    new_w = min(size[0], math.ceil(width * scale - 1e-9))
-    new_h = min(size[1], math.ceil(height * scale - 1e-9))
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    new_left, new_top = _fit(cx - new_w / 2, new_w, size[0]), _fit(cy - new_h / 2, new_h, size[1])
-    return new_left, new_top, new_left + new_w, new_top + new_h
-
-
-def crop_box(bbox: tuple[float, float, float, float] | list[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The pixel box a zoom on an image of ``size`` cuts: :func:`bbox_to_pixels` then :func:`grow_box`.
-
-    >>> crop_box([500, 500, 505, 505], (1000, 800))   # 5 x 4 px -> 40 x 32 px
-    (482, 386, 522, 418)
-    """
-    return grow_box(bbox_to_pixels(bbox, size), size)
-
-
-def crop_image(image: Image.Image, box: tuple[int, int, int, int], *, min_pixels: int | None = None,
-               max_pixels: int | None = None) -> Image.Image:
-    """Cut ``box`` out of ``image``; optionally rescale (aspect kept, bicubic) into ``[min_pixels, max_pixels]``."""
-    crop = image.crop(box)
-    area = crop.width * crop.height
-    scale = 1.0
-    if min_pixels is not None and area < min_pixels:
-        scale = math.sqrt(min_pixels / area)
-    elif max_pixels is not None and area > max_pixels:
-        scale = math.sqrt(max_pixels / area)
-    if scale != 1.0:
-        new_size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-        crop = crop.resize(new_size, Image.Resampling.BICUBIC)
-    return crop

@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zwz.analytics.zoom.agent import AgentResult
+from zwz.analytics.zoom.attention_zoom import AttentionZoomResult
+
 
 # -- request ---------------------------------------------------------------------------------------------
 class ImageURL(BaseModel):
@@ -166,6 +169,12 @@ class AttentionMap(BaseModel):
     timings_ms: dict[str, float]
 
 
+# The zoom modes' trajectories are the strategies' own result records (stdlib dataclasses, one definition):
+# pydantic validates and documents them as they are, told apart by their `mode`.
+Trajectory = Annotated[AgentResult | AttentionZoomResult, Field(discriminator="mode")]
+_TRAJECTORY_DOC = "zwz extension: the model calls of the agent and attention_zoom modes."
+
+
 class ChatCompletionResponse(BaseModel):
     id: str = Field(default_factory=new_completion_id)
     object: Literal["chat.completion"] = "chat.completion"
@@ -174,7 +183,7 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     zwz_attention: AttentionMap | None = Field(None, description="zwz extension: the answer's attention map.")
-    zwz_trajectory: dict[str, Any] | None = Field(None, description="zwz extension: model calls of agent and zoom modes.")
+    zwz_trajectory: Trajectory | None = Field(None, description=_TRAJECTORY_DOC)
 
 
 class ZoomAttentionResponse(AttentionMap):
@@ -211,6 +220,7 @@ class ChatCompletionChunk(BaseModel):
     choices: list[StreamChoice]
     usage: Usage | None = None
     zwz_attention: AttentionMap | None = None
+    zwz_trajectory: Trajectory | None = Field(None, description=_TRAJECTORY_DOC + " On the finishing chunk.")
 
 
 class ModelCard(BaseModel):

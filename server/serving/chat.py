@@ -37,6 +37,15 @@ from zwz.server.api.protocol import (
 _INLINE_DECODE_CHARS = 32 * 1024
 
 
+def sse_event(chunk: ChatCompletionChunk) -> str:
+    """One SSE event: zwz's extension fields only where set, deltas carrying only what changed (as OpenAI's)."""
+    body = chunk.model_dump(exclude={name for name in ("usage", "zwz_attention", "zwz_trajectory")
+                                     if getattr(chunk, name) is None})
+    for choice in body["choices"]:
+        choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+    return f"data: {json.dumps(body)}\n\n"
+
+
 @dataclass
 class ChatLimits:
     max_images_per_request: int
@@ -76,14 +85,13 @@ class ChatService:
         generation, images = await self._to_generation_request(request)
         if not images:
             raise APIError(400, f"zwz_mode={mode} needs an image in the messages", param="zwz_mode")
-        answer, finish, (prompt, completion, visual), trajectory = await MODES[mode](
-            self.engine, request, generation, images)
-        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                      visual_tokens=visual)
+        answer = await MODES[mode](self.engine, request, generation)
+        usage = Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                      total_tokens=answer.prompt_tokens + answer.completion_tokens, visual_tokens=answer.visual_tokens)
         self._observe(mode, started, None, usage)
         response = ChatCompletionResponse(
-            model=request.model, choices=[Choice(message=ResponseMessage(content=answer), finish_reason=finish)],
-            usage=usage, zwz_trajectory=trajectory)
+            model=request.model, usage=usage, zwz_trajectory=answer.trajectory,
+            choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=answer.finish_reason)])
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             return self._replay(response, include_usage)
@@ -91,17 +99,18 @@ class ChatService:
 
     @staticmethod
     async def _replay(response: ChatCompletionResponse, include_usage: bool) -> AsyncIterator[str]:
-        """A finished answer as an SSE stream (the zoom modes know their answer only at the end)."""
-        base = {"id": response.id, "object": "chat.completion.chunk", "created": response.created,
-                "model": response.model}
+        """A finished answer as an SSE stream (the zoom modes know their answer only at the end): the role, then
+        the whole answer on the finishing chunk with ``zwz_trajectory``, then (asked for) the usage."""
+        def event(choices: list[StreamChoice], **extensions) -> str:
+            return sse_event(ChatCompletionChunk(id=response.id, created=response.created, model=response.model,
+                                                 choices=choices, **extensions))
+
         choice = response.choices[0]
-        yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"
-        final = {**base, "choices": [{"index": 0, "delta": {"content": choice.message.content},
-                                      "finish_reason": choice.finish_reason}],
-                 "zwz_trajectory": response.zwz_trajectory}
-        yield f"data: {json.dumps(final)}\n\n"
+        yield event([StreamChoice(delta=DeltaMessage(role="assistant", content=""))])
+        yield event([StreamChoice(delta=DeltaMessage(content=choice.message.content),
+                                  finish_reason=choice.finish_reason)], zwz_trajectory=response.zwz_trajectory)
         if include_usage:
-            yield f"data: {json.dumps({**base, 'choices': [], 'usage': response.usage.model_dump()})}\n\n"
+            yield event([], usage=response.usage)
         yield "data: [DONE]\n\n"
 
     def _attention_request(self, request: ChatCompletionRequest, generation: GenerationRequest,
@@ -234,13 +243,8 @@ class ChatService:
         completion_id, created = new_completion_id(), int(time.time())
 
         def event(choices: list[StreamChoice], usage: Usage | None = None, attention: AttentionMap | None = None) -> str:
-            chunk = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage,
-                                        zwz_attention=attention)
-            body = chunk.model_dump(exclude={name for name, value in (("usage", usage), ("zwz_attention", attention))
-                                             if value is None})
-            for choice in body["choices"]:  # deltas carry only what changed, as OpenAI's do
-                choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
-            return f"data: {json.dumps(body)}\n\n"
+            return sse_event(ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices,
+                                                 usage=usage, zwz_attention=attention))
 
         first_token_at = None
         last = None

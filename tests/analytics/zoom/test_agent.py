@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zwz.analytics.zoom.agent import (
-    AgentResult,
-    BackendError,
-    BackendReply,
-    OpenAIBackend,
-    run_zoom_agent,
-)
+from zwz.analytics.zoom.agent import AgentResult, run_zoom_agent
+from zwz.analytics.zoom.backend import BackendError, BackendReply
+from zwz.analytics.zoom.openai_backend import OpenAIBackend
 from zwz.analytics.zoom.tool import ZOOM_TOOL, ZOOM_TOOL_NAME
 
 MODEL = "qwen3_vl"  # the live server serves the tiny folder under its name
