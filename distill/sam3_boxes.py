@@ -101,8 +101,8 @@ def select_unique_instance(
     ``image_size`` (w, h) the box is clipped to the image first; with ``max_area_ratio`` too, a box with
     area(B)/area(I) >= it is dropped as ``too_large`` (the paper keeps area ratio < tau = 0.1).
 
-    >>> select_unique_instance([[10, 10, 20, 20], [0, 0, 5, 5]], [0.9, 0.3])
-    ('kept', (10.0, 10.0, 20.0, 20.0), 0.9, 1)
+    >>> select_unique_instance([[10, 10, 20, 20], [0, 0, 5, 5]], [0.875, 0.25])
+    ('kept', (10.0, 10.0, 20.0, 20.0), 0.875, 1)
     >>> select_unique_instance([[10, 10, 20, 20], [0, 0, 5, 5]], [0.9, 0.6])[0]
     'multiple_instances'
     >>> select_unique_instance([[10, 10, 20, 20]], [0.7])[0], select_unique_instance([], [])[0]
