@@ -1,12 +1,14 @@
 """The SAM3 box proposer as the pipeline sees it (:class:`zwz.distill.proposals.BoxProposer`): object names from
 the inventory teacher in, one box per object found exactly once with score >= the threshold out.
 
+Objects SAM3 does not keep are counted by reason (``sam3_multiple_instances``, ``sam3_low_score``, ...).
 The model itself lives in :mod:`zwz.distill.sam3_boxes` (imported lazily: it needs the SAM3 weights as a
 local folder, e.g. ``facebook/sam3``, and is only loaded when ``--sam3-model DIR`` is given).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +20,7 @@ __all__ = ["sam3_proposer", "to_native_box"]
 
 
 def to_native_box(found: Any, default_label: str = "") -> NativeBox:
-    """A proposer result (an object with ``box``/``label``[/``score``], a dict, or a 4-tuple) as a NativeBox.
+    """A proposer result (an object with ``box`` [, ``label``, ``score``], a dict, or a 4-tuple) as a NativeBox.
 
     >>> to_native_box({"box": [1, 2, 3, 4], "label": "cup", "score": 0.9})
     NativeBox(box=(1.0, 2.0, 3.0, 4.0), label='cup', meta=(('score', 0.9),))
@@ -40,8 +42,9 @@ def sam3_proposer(model_dir: str, score_threshold: float = 0.75) -> BoxProposer:
     except ImportError as exc:
         raise ImportError(f"--sam3-model needs zwz.distill.sam3_boxes and its dependencies: {exc}") from exc
 
-    def propose(image: Image.Image, object_names: Sequence[str]) -> list[NativeBox]:
-        found = sam3_boxes.propose_boxes_sam3(image, list(object_names), model_dir, score_threshold=score_threshold)
-        return [to_native_box(f) for f in found]
+    def propose(image: Image.Image, object_names: Sequence[str]) -> tuple[list[NativeBox], Counter[str]]:
+        results = sam3_boxes.propose_boxes_sam3(image, list(object_names), model_dir, score_threshold=score_threshold)
+        kept = [to_native_box(r, r.name) for r in results if r.kept]
+        return kept, Counter(f"sam3_{r.reason}" for r in results if not r.kept)
 
     return propose

@@ -109,12 +109,14 @@ class DistillConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         data = dict(data)
+        data["teachers"] = [_endpoint(t) for t in data.get("teachers") or []]
+        if not data["teachers"] or not data.get("images"):
+            raise ValueError("a config needs 'images' and at least one teacher ('teachers': [\"URL=MODEL\"])")
         for name in ("question_teacher", "student", "equivalence_judge"):
             if data.get(name) is not None:
                 data[name] = _endpoint(data[name])
         if data.get("question_teacher") is None and data["teachers"]:
             data["question_teacher"] = data["teachers"][0]
-        data["teachers"] = [_endpoint(t) for t in data.get("teachers") or []]
         return cls(**data)
 
     @classmethod

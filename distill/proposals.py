@@ -39,9 +39,10 @@ class NativeBox:
 
 
 class BoxProposer(Protocol):
-    """What the SAM3 stage must provide: boxes for named objects, only those found exactly once."""
+    """What the SAM3 stage must provide: boxes for the named objects found exactly once, and the drop reasons
+    of the others."""
 
-    def __call__(self, image: Image.Image, object_names: Sequence[str]) -> list[NativeBox]: ...
+    def __call__(self, image: Image.Image, object_names: Sequence[str]) -> tuple[list[NativeBox], Counter[str]]: ...
 
 
 def _coco(data: dict[str, Any]) -> dict[str, list[NativeBox]]:

@@ -2,7 +2,7 @@
 
 Tests and ``benchmarks/bench_distill.py`` cannot call a cloud VLM, so this small FastAPI app plays one: it
 recognises which ZoomWorld image and panel a request shows (nearest thumbnail; the red box and the 2x zoom
-barely move a 12 px thumbnail) and answers from the scene's ground truth. The model name picks a behaviour:
+barely move a 12 px thumbnail) and answers from the scene's ground truth. The model name picks a behaviour (``oracle-2`` is a second oracle with its own cache keys):
 
 - ``oracle``: right answers; asks the panel's question plus one no one can answer (teachers then disagree);
 - ``liar``: answers with one of the panel's wrong options (disagrees with the oracle);
@@ -159,7 +159,7 @@ def scripted_teacher_app(items_jsonl: str | Path, *, latency: float = 0.0) -> Fa
         raw = await request.body()
         body = json.loads(raw)
         app.state.requests += 1
-        behaviour = str(body.get("model", "oracle"))
+        behaviour = str(body.get("model", "oracle")).split("-")[0]  # "oracle-2": a second, separate oracle
         if latency:
             await asyncio.sleep(latency)
         if behaviour == "down":

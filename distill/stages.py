@@ -99,8 +99,8 @@ async def _sam3_boxes(ctx: StageContext, image: PoolImage) -> tuple[list[NativeB
     except MalformedReply:
         return [], Counter(malformed_inventory=1)
     assert ctx.proposer is not None
-    boxes = await ctx.to_thread(ctx.proposer, ctx.image(image.path), names)
-    return list(boxes), Counter(sam3_not_found=max(0, len(names) - len(boxes)))
+    boxes, drops = await ctx.to_thread(ctx.proposer, ctx.image(image.path), names)
+    return list(boxes), Counter(drops)
 
 
 async def propose_stage(ctx: StageContext, image: PoolImage) -> Result:

@@ -39,11 +39,11 @@ def slow_teacher(zw_pool, run_app) -> Iterator[str]:
 
 @pytest.fixture()
 def make_config(zw_pool, teacher) -> Callable:
-    """``make_config(teachers=["oracle", "oracle"], student="student", **overrides)`` -> DistillConfig."""
+    """``make_config(teachers=["oracle-1", "oracle-2"], student="student", **overrides)`` -> DistillConfig."""
     from zwz.distill.config import DistillConfig
     from zwz.distill.teachers import Endpoint
 
-    def _make(teachers=("oracle", "oracle"), question="oracle", student="student", url=None, **overrides):
+    def _make(teachers=("oracle-1", "oracle-2"), question="oracle", student="student", url=None, **overrides):
         base = url or teacher
         return DistillConfig(
             images=str(zw_pool / "images"), annotations=str(zw_pool / "items.jsonl"),

@@ -36,7 +36,7 @@ def oracle_run(tmp_path_factory, zw_pool, teacher):
     from zwz.distill.teachers import Endpoint
 
     config = DistillConfig(images=str(zw_pool / "images"), annotations=str(zw_pool / "items.jsonl"),
-                           teachers=[Endpoint(teacher, "oracle"), Endpoint(teacher, "oracle")],
+                           teachers=[Endpoint(teacher, "oracle-1"), Endpoint(teacher, "oracle-2")],
                            question_teacher=Endpoint(teacher, "oracle"), student=Endpoint(teacher, "student"),
                            max_boxes=2, progress=False)  # fmt: skip
     out = tmp_path_factory.mktemp("oracle-run")
