@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ class Judge:
 
     Calls use temperature 0. ``max_retries`` extra attempts (exponential backoff from ``retry_backoff``
     seconds) are made on transport errors, timeouts, 429 and 5xx; other HTTP errors and unparseable replies
-    raise :class:`JudgeError` at once. The instance pickles (clients are recreated lazily), so it can ride
+    raise :class:`JudgeError` at once. The instance pickles (connections are opened per batch), so it can ride
     along with a reward function into worker processes.
 
     >>> Judge("http://127.0.0.1:9/v1", "judge-model").url
@@ -140,15 +139,13 @@ class Judge:
         self._cache: dict[str, bool] = self._load_cache()
         self._init_runtime()
 
-    # -- pickling: drop clients and locks, keep configuration and cache ----------------------------------
+    # -- pickling: drop the lock, keep configuration and cache -------------------------------------------
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)
-        state.pop("_client", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -225,24 +222,6 @@ class Judge:
     def _backoff(self, attempt: int) -> float:
         return min(self.retry_backoff * 2**attempt, 30.0)
 
-    def _call(self, payload: dict[str, Any]) -> str:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
-        last = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            self.calls += 1
-            try:
-                reply = self._read_reply(self._client.post(self.url, json=payload, headers=self._headers))
-            except httpx.HTTPError as exc:
-                reply, last = None, f"{type(exc).__name__}: {exc}"
-            else:
-                if reply is not None:
-                    return reply
-                last = "retryable HTTP status"
-            if attempt < self.max_retries:
-                time.sleep(self._backoff(attempt))
-        raise JudgeError(f"judge call to {self.url} failed after {self.max_retries + 1} attempt(s): {last}")
-
     async def _acall(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> str:
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
@@ -261,14 +240,15 @@ class Judge:
 
     # -- public API ----------------------------------------------------------------------------------------
     def judge(self, question: str, gt: str, response: str) -> bool:
-        """True when the judge says the response matches the ground truth (cached)."""
-        key = self.cache_key(question, gt, response)
-        if key in self._cache:
-            return self._cache[key]
-        output = self._call(self._payload(question, gt, response))
-        verdict = parse_verdict(output)
-        self._store(key, verdict, output)
-        return verdict
+        """True when the judge says the response matches the ground truth (cached).
+
+        One request path for sync and async callers: this runs :meth:`ajudge` (from inside a running event
+        loop too), so retries and errors behave the same everywhere.
+        """
+        cached = self.cached(question, gt, response)
+        if cached is not None:
+            return cached
+        return self.judge_many([(question, gt, response)])[0]
 
     async def ajudge(
         self, question: str, gt: str, response: str, *, client: httpx.AsyncClient | None = None
@@ -337,9 +317,7 @@ class Judge:
         return result
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Nothing to release: each batch opens and closes its own connections (kept for ``with Judge(...)``)."""
 
     def __enter__(self) -> Judge:
         return self
