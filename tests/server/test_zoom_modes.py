@@ -107,3 +107,160 @@ def test_agent_mode_turn_limit(client, images):
     trajectory = r.model_extra["zwz_trajectory"]
     assert trajectory["stopped"] == "turn_limit" and trajectory["model_calls"] == 2
     assert r.choices[0].finish_reason == "length"
+
+
+# -- the whole conversation is kept ---------------------------------------------------------------------------
+SYSTEM = "You are a terse assistant. Answer with one word, in capital letters, and never explain."
+
+
+def zoomed_turn(url: str, crop_url: str, question: str = QUESTION) -> dict:
+    """The last turn the attention zoom's answer call sends: the image, the crop, the note and the question."""
+    from zwz.analytics.zoom.attention_zoom import ZOOMED_VIEW_NOTE
+
+    return {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                        {"type": "image_url", "image_url": {"url": crop_url}},
+                                        {"type": "text", "text": f"{ZOOMED_VIEW_NOTE}\n{question}"}]}
+
+
+def test_attention_zoom_keeps_the_system_prompt_and_earlier_turns(client, images):
+    """The answer call is exactly a single-pass request on [history..., image + crop + note + question]."""
+    picture = images.noise(320, 256, seed=11)
+    url = images.data_url(picture)
+    history = [{"role": "system", "content": SYSTEM},
+               {"role": "user", "content": [{"type": "image_url", "image_url": {"url": images.data_url(
+                   images.noise(96, 96, seed=12))}}, {"type": "text", "text": "And this one?"}]},
+               {"role": "assistant", "content": "A grey square."}]
+    answers = {}
+    for name, earlier in (("bare", []), ("system", history[:1]), ("history", history)):
+        r = client.chat.completions.create(model=MODEL, messages=[*earlier, *messages_for(url)], max_tokens=6,
+                                           temperature=0, extra_body={"zwz_mode": "attention_zoom"})
+        trajectory = r.model_extra["zwz_trajectory"]
+        crop_url = images.data_url(picture.crop(trajectory["zoom_box"]))
+        by_hand = client.chat.completions.create(model=MODEL, messages=[*earlier, zoomed_turn(url, crop_url)],
+                                                 max_tokens=6, temperature=0)
+        assert r.choices[0].message.content == by_hand.choices[0].message.content
+        assert r.usage.prompt_tokens == by_hand.usage.prompt_tokens
+        # The map's prefill (1 image), then the answer: every image of the conversation and the crop.
+        assert trajectory["image_encodings"] == 1 + 2 + (name == "history")
+        answers[name] = r
+    assert answers["bare"].usage.prompt_tokens < answers["system"].usage.prompt_tokens < \
+        answers["history"].usage.prompt_tokens
+    assert answers["bare"].choices[0].message.content != answers["system"].choices[0].message.content
+
+
+def test_agent_keeps_the_system_prompt_and_earlier_turns(client, images):
+    """The agent's first model call is the request's conversation with the zoom tool offered."""
+    from zwz.analytics.zoom.tool import ZOOM_TOOL
+
+    url = images.data_url(images.noise(256, 192, seed=13))
+    conversation = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hello."},
+                    {"role": "assistant", "content": "Hello. Send me a picture."}, *messages_for(url)]
+    r = client.chat.completions.create(model=MODEL, messages=conversation, max_tokens=6, temperature=0,
+                                       extra_body={"zwz_mode": "agent", "zwz_agent": {"max_turns": 1}})
+    first = r.model_extra["zwz_trajectory"]["turns"][0]
+    by_hand = client.chat.completions.create(model=MODEL, messages=conversation, max_tokens=6, temperature=0,
+                                             tools=[ZOOM_TOOL], tool_choice="none")
+    assert first["prompt_tokens"] == by_hand.usage.prompt_tokens
+    assert first["reply_text"] == by_hand.choices[0].message.content
+    bare = client.chat.completions.create(model=MODEL, messages=messages_for(url), max_tokens=6, temperature=0,
+                                          extra_body={"zwz_mode": "agent", "zwz_agent": {"max_turns": 1}})
+    assert bare.model_extra["zwz_trajectory"]["turns"][0]["prompt_tokens"] < first["prompt_tokens"]
+    # Every model call reports how it finished, as an HTTP-driven agent's do.
+    assert first["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.parametrize("messages, param", [
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "IMAGE"}},
+                                   {"type": "text", "text": "Look."}]},
+      {"role": "user", "content": "What colour is it?"}], "zwz_mode"),  # the last user turn has no image
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "IMAGE"}},
+                                   {"type": "text", "text": "Look."}]},
+      {"role": "assistant", "content": "It is"}], "messages"),  # nothing to answer: the last turn is the model's
+])
+@pytest.mark.parametrize("mode", ["agent", "attention_zoom"])
+def test_zoom_needs_an_image_in_the_last_user_turn(client, images, mode, messages, param):
+    url = images.png_data_url(64, 64)
+    for message in messages:
+        if isinstance(message["content"], list):
+            message["content"][0]["image_url"]["url"] = url
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, extra_body={"zwz_mode": mode})
+    assert info.value.body["param"] == param
+
+
+# -- the answers' schema ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, kind", [("agent", "AgentResult"), ("attention_zoom", "AttentionZoomResult")])
+def test_zoom_answers_validate_against_their_schema(server, images, mode, kind):
+    from zwz.server.api.protocol import ChatCompletionChunk, ChatCompletionResponse
+
+    body = {"model": MODEL, "messages": messages_for(images.png_data_url(128, 96)), "max_tokens": 3,
+            "zwz_mode": mode, "zwz_agent": {"max_turns": 2, "fixed_turns": 1}} if mode == "agent" else {
+            "model": MODEL, "messages": messages_for(images.png_data_url(128, 96)), "max_tokens": 3, "zwz_mode": mode}
+    plain = httpx.post(server + "/v1/chat/completions", json=body, timeout=120).json()
+    response = ChatCompletionResponse.model_validate(plain)
+    assert type(response.zwz_trajectory).__name__ == kind and response.zwz_trajectory.mode == mode
+
+    events = []
+    with httpx.stream("POST", server + "/v1/chat/completions", timeout=120,
+                      json=body | {"stream": True, "stream_options": {"include_usage": True}}) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(line[len("data: "):])
+    chunks = [ChatCompletionChunk.model_validate_json(event) for event in events]
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishing) == 1 and type(finishing[0].zwz_trajectory).__name__ == kind
+    assert all(c.zwz_trajectory is None for c in chunks if c is not finishing[0])
+    assert chunks[-1].usage.completion_tokens == response.usage.completion_tokens
+    assert finishing[0].choices[0].delta.content == response.choices[0].message.content  # greedy: same answer
+
+
+# -- the in-process backend reads replies as the chat endpoint does ------------------------------------------
+class ScriptedEngine:
+    """An engine that always writes one reply (random tiny weights never call a tool, so the real engine cannot
+    show what the backend does with a tool call); it records every request."""
+
+    def __init__(self, text: str) -> None:
+        from zwz.server.engines.base import EngineInfo
+
+        self.text = text
+        self.requests = []
+        self.info = EngineInfo("scripted", "scripted", "qwen3_vl", 4096, "cpu", "float32", True)
+        self.attention_maps = None
+
+    async def submit(self, request):
+        from zwz.server.engines.base import GenerationChunk
+
+        self.requests.append(request)
+
+        async def chunks():
+            yield GenerationChunk(text=self.text, finish_reason="stop", prompt_tokens=20, completion_tokens=9,
+                                  visual_tokens=4)
+
+        return chunks()
+
+
+def test_engine_backend_keeps_finish_reason_and_tool_calls(images):
+    import asyncio
+    import json
+
+    from zwz.analytics.zoom.agent import run_zoom_agent
+    from zwz.analytics.zoom.tool import ZOOM_TOOL, ZOOM_TOOL_NAME
+    from zwz.server.serving.agent_backend import EngineBackend
+
+    call = {"name": ZOOM_TOOL_NAME, "arguments": {"bbox_2d": [0, 0, 500, 500], "label": "sign", "img_idx": 0}}
+    engine = ScriptedEngine(f"Let me look.\n<tool_call>\n{json.dumps(call)}\n</tool_call>")
+    backend = EngineBackend(engine)
+    reply = asyncio.run(backend.complete([{"role": "user", "content": "Hi"}], tools=[ZOOM_TOOL], sampling={}))
+    assert reply.finish_reason == "tool_calls" and reply.text == "Let me look."
+    assert [c["function"]["name"] for c in reply.tool_calls] == [ZOOM_TOOL_NAME]
+    assert json.loads(reply.tool_calls[0]["function"]["arguments"]) == call["arguments"]
+    plain = asyncio.run(backend.complete([{"role": "user", "content": "Hi"}], tools=None, sampling={}))
+    assert plain.finish_reason == "stop" and plain.tool_calls is None and "<tool_call>" in plain.text
+
+    result = asyncio.run(run_zoom_agent(backend, [images.noise(200, 100)], "What does it say?", max_turns=2))
+    assert result.zoom_calls == 2 and result.stopped == "turn_limit"
+    assert [t.finish_reason for t in result.turns] == ["tool_calls", "tool_calls"]
+    assert result.turns[0].crop_box_px == (0, 0, 100, 50)
+    # The call goes back into the history as the template renders an assistant tool call.
+    assistant = engine.requests[-1].messages[-2]  # the agent's second call: [user, assistant, tool response]
+    assert assistant.role == "assistant" and assistant.content[0].startswith("Let me look.\n<tool_call>")

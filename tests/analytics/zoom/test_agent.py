@@ -137,6 +137,35 @@ def test_openai_tool_calls_objects():
     assert "Error: tool call arguments are not valid JSON" in backend.requests[2]["messages"][-1]["content"][0]["text"]
 
 
+def test_blocks_an_endpoint_left_in_the_content_are_counted_too():
+    """An endpoint parses the calls it can into tool_calls and leaves the others in the content (zwz, vLLM)."""
+    arguments = json.dumps({"bbox_2d": [0, 0, 500, 500], "label": "corner", "img_idx": 0})
+    mixed = BackendReply(text="Two looks.\n<tool_call>\n{not json\n</tool_call>", finish_reason="tool_calls",
+                         tool_calls=[{"id": "c", "type": "function",
+                                      "function": {"name": ZOOM_TOOL_NAME, "arguments": arguments}}])
+    result = run(ScriptedBackend(mixed, "Done."), [noise(100, 100)])
+    assert (result.zoom_calls, result.malformed_calls, result.answer) == (1, 1, "Done.")
+    assert result.turns[0].finish_reason == "tool_calls" and len(result.turns[0].calls) == 2
+
+
+def test_history_is_sent_and_its_images_are_counted():
+    earlier, image = noise(64, 64, seed=1), noise(200, 200, seed=2)
+    history = [{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": [{"type": "image", "image": earlier}, {"type": "text", "text": "This?"}]},
+               {"role": "assistant", "content": "A square."}]
+    backend = ScriptedBackend(call([0, 0, 500, 500], img_idx=1), "Red.")
+    result = run(backend, [image], history=history)
+
+    for request in backend.requests:
+        assert request["messages"][:3] == history
+    assert images_in(backend.requests[0]["messages"][3]) == [image]
+    # img_idx counts the conversation's images first: 1 is the question's image, not the earlier one.
+    assert result.turns[0].crop_box_px == (0, 0, 100, 100) and result.turns[0].calls[0].img_idx == 1
+    assert result.image_encodings == 2 + 3 and result.answer == "Red."
+    with pytest.raises(ValueError, match="not both"):
+        run(ScriptedBackend("x"), [image], history=history, system_prompt="Be long.")
+
+
 def test_lenient_json_single_quotes_and_trailing_text():
     image = noise(100, 100)
     single = "<tool_call>{'name': 'image_zoom_in_tool', 'arguments': {'bbox_2d': [0, 0, 500, 500], 'label': 'a', 'img_idx': 0}}</tool_call>"
