@@ -114,11 +114,10 @@ def distractor_prompt(question: str, answer: str) -> str:
 
 
 def inventory_prompt() -> str:
-    """The object-inventory request that feeds SAM3 (paper App. 8.1)."""
-    return (
-        "List the clearly identifiable objects in this image that appear only once. Use short noun phrases that "
-        'a segmentation model can find (e.g. "red mailbox"). Reply with a JSON list of strings only.'
-    )
+    """The object-inventory request that feeds SAM3 (paper App. 8.1; defined in :mod:`zwz.distill.sam3_inventory`)."""
+    from zwz.distill.sam3_inventory import INVENTORY_PROMPT
+
+    return INVENTORY_PROMPT
 
 
 def _json_payload(text: str) -> Any:
@@ -178,8 +177,15 @@ def parse_distractors(text: str, answer: str) -> list[str]:
 
 
 def parse_inventory(text: str) -> list[str]:
-    """Object names of an inventory reply (JSON list of strings), de-duplicated in order."""
-    return list(dict.fromkeys(_strings(text, "object names")))
+    """Object names of an inventory reply (JSON list of strings), de-duplicated in order
+    (:func:`zwz.distill.sam3_inventory.parse_inventory`; its errors raised as :class:`MalformedReply`)."""
+    from zwz.distill.sam3_inventory import MalformedInventory
+    from zwz.distill.sam3_inventory import parse_inventory as parse
+
+    try:
+        return parse(text or "")
+    except MalformedInventory as exc:
+        raise MalformedReply(str(exc)) from None
 
 
 def parse_yes_no(text: str) -> bool:

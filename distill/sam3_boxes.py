@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,6 +176,8 @@ class Sam3BoxProposer:
 
     ``device`` defaults to CUDA when present; ``dtype`` to bfloat16 on CUDA and float32 elsewhere.
     ``prompt_batch_size`` prompts share one forward pass (the image features are broadcast to them).
+    Images go through :mod:`zwz.distill.sam3_preprocess` on every machine, GPU ones with torchvision too: it
+    is bit-identical to ``Sam3ImageProcessor`` (tested against it), so one path serves both.
     """
 
     def __init__(
@@ -207,6 +210,9 @@ class Sam3BoxProposer:
         self.instance_threshold, self.min_score = instance_threshold, min_score
         self.max_area_ratio, self.prompt_batch_size = max_area_ratio, prompt_batch_size
         self.settings = Sam3ImageSettings.from_pretrained(folder)
+        # One call at a time: pipelines call from worker threads, fast tokenizers refuse concurrent use
+        # ("Already borrowed"), and parallel forwards only fight over the same cores or GPU.
+        self._lock = threading.Lock()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = Sam3Model.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
         logger.info("SAM3 from %s on %s (%s), %dx%d input", folder, self.device, self.dtype, self.settings.height,
@@ -232,9 +238,9 @@ class Sam3BoxProposer:
 
         if not names:
             return []
-        pixels, size = self._pixels(image)
         out: list[Detections] = []
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
+            pixels, size = self._pixels(image)
             vision = self.model.get_vision_features(pixel_values=pixels)
             for start in range(0, len(names), self.prompt_batch_size):
                 chunk = names[start:start + self.prompt_batch_size]
@@ -281,9 +287,17 @@ def _broadcast(vision: Any, batch: int) -> Any:
     return type(vision)(**fields)
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2)
-def _cached_proposer(model_dir: str, device: str | None, dtype: str | None) -> Sam3BoxProposer:
+def _load_proposer(model_dir: str, device: str | None, dtype: str | None) -> Sam3BoxProposer:
     return Sam3BoxProposer(model_dir, device=device, dtype=dtype)
+
+
+def _cached_proposer(model_dir: str, device: str | None, dtype: str | None) -> Sam3BoxProposer:
+    with _LOAD_LOCK:  # threads asking at once must not load the weights twice
+        return _load_proposer(model_dir, device, dtype)
 
 
 def propose_boxes_sam3(

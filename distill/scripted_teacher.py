@@ -136,7 +136,7 @@ class _Script:
             return json.dumps(panel.distractors if panel else ["a", "b", "c"])
         if "Is this question unambiguous" in text:
             return "Yes" if _LABEL.search(text) else "No"
-        if "List the clearly identifiable objects" in text:
+        if "only appear once" in text:  # the inventory prompt (zwz.distill.sam3_inventory)
             return json.dumps([f"panel {p.label}" for p in self.scenes.panels if p.item == self.scenes.item_of_full(images[0])])
         panel = self.panel(images, text)
         if panel is None or panel.question not in text:
