@@ -45,11 +45,11 @@ def make_config(zw_pool, teacher) -> Callable:
 
     def _make(teachers=("oracle-1", "oracle-2"), question="oracle", student="student", url=None, **overrides):
         base = url or teacher
+        settings = {"max_boxes": 2, "progress": False, "retry_backoff": 0.01, **overrides}
         return DistillConfig(
             images=str(zw_pool / "images"), annotations=str(zw_pool / "items.jsonl"),
             teachers=[Endpoint(base, t) for t in teachers], question_teacher=Endpoint(base, question),
-            student=Endpoint(base, student) if student else None, max_boxes=2, progress=False,
-            retry_backoff=0.01, **overrides,
+            student=Endpoint(base, student) if student else None, **settings,
         )  # fmt: skip
 
     return _make
