@@ -200,23 +200,51 @@ class Sam3BoxProposer:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} is not a SAM3 model folder (no config.json); give a local copy of "
                                     "facebook/sam3")
+        torch_device = torch.device(device or _default_device())
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        dtype = dtype or (torch.bfloat16 if torch_device.type == "cuda" else torch.float32)
+        self._setup(Sam3Model.from_pretrained(folder, dtype=dtype).to(torch_device), AutoTokenizer.from_pretrained(
+            folder), Sam3ImageSettings.from_pretrained(folder), instance_threshold, min_score, max_area_ratio,
+            prompt_batch_size)
+        logger.info("SAM3 from %s on %s (%s), %dx%d input", folder, self.device, self.dtype, self.settings.height,
+                    self.settings.width)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        settings: Any = None,
+        *,
+        instance_threshold: float = DEFAULT_INSTANCE_THRESHOLD,
+        min_score: float = DEFAULT_MIN_SCORE,
+        max_area_ratio: float | None = None,
+        prompt_batch_size: int = 16,
+    ) -> Sam3BoxProposer:
+        """A proposer around an already loaded ``Sam3Model`` (on its device and dtype) and tokenizer;
+        ``settings`` default to SAM3's, at the model's input size."""
+        from zwz.distill.sam3_preprocess import Sam3ImageSettings
+
+        size = model.config.vision_config.image_size
+        self = cls.__new__(cls)
+        self._setup(model, tokenizer, settings or Sam3ImageSettings(height=size, width=size), instance_threshold,
+                    min_score, max_area_ratio, prompt_batch_size)
+        return self
+
+    def _setup(self, model: Any, tokenizer: Any, settings: Any, instance_threshold: float, min_score: float,
+               max_area_ratio: float | None, prompt_batch_size: int) -> None:
         if prompt_batch_size < 1:
             raise ValueError("prompt_batch_size must be at least 1")
         select_unique_instance([], [], instance_threshold=instance_threshold, min_score=min_score)  # validates
-        self.device = torch.device(device or _default_device())
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.model, self.tokenizer, self.settings = model.eval(), tokenizer, settings
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
         self.instance_threshold, self.min_score = instance_threshold, min_score
         self.max_area_ratio, self.prompt_batch_size = max_area_ratio, prompt_batch_size
-        self.settings = Sam3ImageSettings.from_pretrained(folder)
         # One call at a time: pipelines call from worker threads, fast tokenizers refuse concurrent use
         # ("Already borrowed"), and parallel forwards only fight over the same cores or GPU.
         self._lock = threading.Lock()
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = Sam3Model.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
-        logger.info("SAM3 from %s on %s (%s), %dx%d input", folder, self.device, self.dtype, self.settings.height,
-                    self.settings.width)
 
     def _pixels(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
         from zwz.distill.sam3_preprocess import preprocess_images

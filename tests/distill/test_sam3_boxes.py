@@ -157,6 +157,18 @@ def test_cached_function_and_bad_folder(tiny_sam3, one_thread, tmp_path):
         Sam3BoxProposer(tmp_path)
 
 
+def test_proposer_around_a_loaded_model(tiny_sam3, one_thread):
+    from_folder = Sam3BoxProposer(tiny_sam3, device="cpu")
+    wrapped = Sam3BoxProposer.from_model(from_folder.model, from_folder.tokenizer, prompt_batch_size=3)
+    assert wrapped.settings == from_folder.settings  # default settings at the model's 224 px input
+    assert (wrapped.device.type, wrapped.dtype) == ("cpu", torch.float32)
+    image = Image.new("RGB", (200, 300), (90, 90, 200))
+    for a, b in zip(wrapped.detect(image, NAMES[:4]), from_folder.detect(image, NAMES[:4])):
+        assert torch.allclose(a.scores, b.scores, atol=1e-6) and torch.allclose(a.boxes, b.boxes, atol=1e-4)
+    with pytest.raises(ValueError, match="prompt_batch_size"):
+        Sam3BoxProposer.from_model(from_folder.model, from_folder.tokenizer, prompt_batch_size=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_on_gpu(tiny_sam3):
