@@ -1,9 +1,9 @@
 """SAM3's torchvision-free preprocessing against transformers' own ``Sam3ImageProcessor``.
 
 The real processor needs torchvision, whose wheel here is CUDA-linked: its C++ operators cannot load next to
-the CPU torch, and its import stops where it registers fake kernels for ``torchvision::nms``/``qnms``. The
-reference subprocess declares those two operator schemas (no kernels: nothing here calls NMS), after which
-torchvision's pure-Python transforms and the real processor run unchanged. zwz is never imported there, so
+the CPU torch, and its import stops where it registers fake kernels for ``torchvision::nms``/``qnms``. Where
+that happens the reference subprocess declares those two operator schemas (no kernels: nothing here calls
+NMS), after which torchvision's pure-Python transforms and the real processor run unchanged. zwz is never imported there, so
 nothing of ours touches the reference.
 """
 
@@ -28,9 +28,15 @@ import sys
 sys.modules["torchaudio"] = None  # CUDA builds that cannot load here; transformers must see them absent
 sys.modules["torchcodec"] = None
 import torch
-_lib = torch.library.Library("torchvision", "DEF")
-_lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-_lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+try:
+    import torchvision  # a working build (GPU machines): nothing to do
+except RuntimeError:  # "operator torchvision::nms does not exist": its C++ ops did not load
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    _lib = torch.library.Library("torchvision", "DEF")
+    _lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    import torchvision
 from PIL import Image
 from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
 torch.set_num_threads(1)
