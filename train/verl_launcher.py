@@ -142,11 +142,13 @@ def verl_overrides(run: VerlRun) -> list[str]:
     ]
     if run.min_pixels is not None:
         pairs.append(("+data.mm_processor_kwargs.min_pixels", run.min_pixels))
+    reward_kwargs: dict[str, Any] = {}
     if run.judge_url:
-        pairs += [("+reward.custom_reward_function.reward_kwargs.judge_base_url", run.judge_url),
-                  ("+reward.custom_reward_function.reward_kwargs.judge_model", run.judge_model)]
+        reward_kwargs.update(judge_base_url=run.judge_url, judge_model=run.judge_model)
     if run.length_cap is not None:
-        pairs.append(("+reward.custom_reward_function.reward_kwargs.length_cap", run.length_cap))
+        reward_kwargs["length_cap"] = run.length_cap
+    if reward_kwargs:  # verl reads reward_kwargs without declaring it: one `+` key whose parent exists
+        pairs.append(("+reward.custom_reward_function.reward_kwargs", reward_kwargs))
     return [f"{key}={_hydra_value(value)}" for key, value in pairs]
 
 
@@ -155,15 +157,22 @@ def _hydra_value(value: Any) -> str:
 
     >>> _hydra_value(True), _hydra_value(1e-06), _hydra_value(["console"]), _hydra_value("a b")
     ('true', '1e-06', "['console']", "'a b'")
+    >>> _hydra_value({"judge_base_url": "http://j:8000/v1", "length_cap": 300})
+    "{judge_base_url:'http://j:8000/v1',length_cap:300}"
     """
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):  # strings always quoted: URLs carry ':' and '/'
+        return "{" + ",".join(f"{k}:{_quoted(v) if isinstance(v, str) else _hydra_value(v)}"
+                              for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ",".join(f"'{v}'" for v in value) + "]"
     text = str(value)
-    if any(c in text for c in " ,=[]{}()'\"") :
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return text
+    return _quoted(text) if any(c in text for c in " ,=:[]{}()'\"") else text
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _script(run: VerlRun, overrides: list[str]) -> str:
