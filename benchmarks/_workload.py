@@ -1,9 +1,8 @@
-"""What the overhead benchmarks share: the request image, percentiles, a free loopback port."""
+"""What the overhead benchmarks share: the request image and percentiles (a free port: zwz.serve_process)."""
 
 from __future__ import annotations
 
 import io
-import socket
 
 from PIL import Image, ImageDraw
 
@@ -26,9 +25,3 @@ def scene(size: int, seed: int = 0) -> bytes:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -32,13 +32,14 @@ import torch
 import uvicorn
 from PIL import Image
 
+from zwz.serve_process import free_port
 from zwz.server.api.app import create_app
 from zwz.server.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from zwz.server.launch import build_engine
 from zwz.server.settings import ServerSettings
 from zwz.tiny_models import build_tiny_model
 
-from _workload import free_port, percentile, scene  # noqa: E402  (sibling script module)
+from _workload import percentile, scene  # noqa: E402  (sibling script module)
 
 QUESTION = "What is written on the small sign near the door?"
 

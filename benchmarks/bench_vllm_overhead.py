@@ -31,7 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from _workload import free_port, percentile, scene  # noqa: E402  (sibling script module)
+from zwz.serve_process import free_port  # noqa: E402
+from _workload import percentile, scene  # noqa: E402  (sibling script module)
 
 QUESTION = "What is written on the small sign near the door?"
 SERVED_NAME = "bench-model"

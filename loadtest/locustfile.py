@@ -13,16 +13,14 @@ the exit code is 1 only when requests failed (``ITEM``/``POST`` rows), not for w
 
 from __future__ import annotations
 
-import logging
-
 from locust import events
 
-from zwz.analytics.eval.runner import EvalSettings
-from zwz.loadtest.plan import MODES, SweepPlan
+from zwz.analytics.eval.cli_args import add_settings_arguments, settings_from_args
+from zwz.defaults import MODES
+from zwz.endpoint import api_base, auth_headers
+from zwz.loadtest.plan import SweepPlan
 from zwz.loadtest.users import AgentUser, AttentionZoomUser, RegionalUser, SingleUser  # noqa: F401
 from zwz.loadtest.workload import configure
-
-logger = logging.getLogger(__name__)
 
 
 @events.init_command_line_parser.add_listener
@@ -34,22 +32,15 @@ def _arguments(parser) -> None:
     g.add_argument("--zwz-api-key", default=None)
     g.add_argument("--zwz-limit", type=int, default=None, help="only the first N items")
     g.add_argument("--zwz-slo-ms", type=float, default=2000.0, help="latency objective for the SLO rows")
-    g.add_argument("--zwz-max-tokens", type=int, default=64)
-    g.add_argument("--zwz-max-pixels", type=int, default=None)
-    g.add_argument("--zwz-agent-side", choices=["server", "client"], default="server")
-    g.add_argument("--zwz-agent-max-turns", type=int, default=20)
-    g.add_argument("--zwz-agent-fixed-turns", type=int, default=0)
-    g.add_argument("--zwz-agent-max-tokens", type=int, default=512)
+    add_settings_arguments(g, prefix="--zwz-", agent_side="server")  # zwz bench's flags, prefixed
     g.add_argument("--zwz-no-stream", action="store_true")
 
 
 def _served_model(host: str, api_key: str | None) -> str:
     import httpx
 
-    from zwz.analytics.eval.client import api_base
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    served = [m["id"] for m in httpx.get(api_base(host) + "/models", headers=headers, timeout=30).json()["data"]]
+    served = [m["id"] for m in httpx.get(api_base(host) + "/models", headers=auth_headers(api_key),
+                                         timeout=30).json()["data"]]
     if len(served) != 1:
         raise ValueError(f"{host} serves {len(served)} models ({', '.join(served)}); pick one with --zwz-model")
     return served[0]
@@ -60,9 +51,7 @@ def _configure(environment, **_kwargs) -> None:
     o = environment.parsed_options
     if o is None or not environment.host:
         raise ValueError("run with --host http://HOST:PORT and --zwz-benchmark PATH")
-    settings = EvalSettings(max_tokens=o.zwz_max_tokens, max_pixels=o.zwz_max_pixels,
-                            agent_max_turns=o.zwz_agent_max_turns, agent_fixed_turns=o.zwz_agent_fixed_turns,
-                            agent_max_tokens=o.zwz_agent_max_tokens, agent_side=o.zwz_agent_side)
+    settings = settings_from_args(o, prefix="zwz_")
     # modes, users and duration are Locust's here (user classes, -u, -t): the plan only carries the workload.
     plan = SweepPlan(base_url=environment.host, model=o.zwz_model or _served_model(environment.host, o.zwz_api_key),
                      benchmark=o.zwz_benchmark, modes=list(MODES), users=[1], duration_s=1.0, slo_ms=o.zwz_slo_ms,

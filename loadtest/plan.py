@@ -15,28 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from zwz.analytics.eval.runner import EvalSettings
+from zwz.defaults import REQUEST_TIMEOUT_S, canonical_modes
 
-__all__ = ["MODES", "MODE_ALIASES", "Cell", "JudgeSpec", "SweepPlan", "normalize_modes"]
-
-# Benchmark modes, in report order. "single" is zwz eval's "global" view: the full image, one pass.
-MODES = ("single", "regional", "agent", "attention-zoom")
-MODE_ALIASES = {"global": "single", "attention_zoom": "attention-zoom"}
-
-
-def normalize_modes(modes: list[str]) -> list[str]:
-    """Canonical, de-duplicated mode names; unknown names raise ValueError (one line for the CLI).
-
-    >>> normalize_modes(["global", "agent", "single", "attention_zoom"])
-    ['single', 'agent', 'attention-zoom']
-    """
-    out: list[str] = []
-    for mode in modes:
-        canonical = MODE_ALIASES.get(mode, mode)
-        if canonical not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        if canonical not in out:
-            out.append(canonical)
-    return out
+__all__ = ["Cell", "JudgeSpec", "SweepPlan"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +29,11 @@ class Cell:
 
     @property
     def key(self) -> str:
+        """The cell's file name stem.
+
+        >>> Cell("attention_zoom", 4).key
+        'attention_zoom-u4'
+        """
         return f"{self.mode}-u{self.users}"
 
 
@@ -79,11 +65,11 @@ class SweepPlan:
     warmup_items: int = 1  # per user, untimed, before each cell's window opens
     warmup_timeout_s: float = 120.0
     drain_timeout_s: float = 120.0  # in-flight items may finish after the window; longer ones are cut off
-    timeout_s: float = 600.0  # per HTTP request
+    timeout_s: float = REQUEST_TIMEOUT_S  # per HTTP request
     judge: JudgeSpec | None = None
 
     def __post_init__(self) -> None:
-        self.modes = normalize_modes(list(self.modes))
+        self.modes = canonical_modes(self.modes)  # the API's names, de-duplicated; ValueError for unknown ones
         if not self.users or any(u < 1 for u in self.users):
             raise ValueError("--users needs positive concurrency levels")
         if self.duration_s <= 0 or self.slo_ms <= 0:

@@ -9,14 +9,13 @@ per-second CSV. Fractions in ``report.json``, percentages in ``report.md``; time
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from zwz.loadtest.plan import MODES
-
-logger = logging.getLogger(__name__)
+from zwz.defaults import MODES
+from zwz.reporting import log_x_axis, md_table, ms, num, pct, pyplot, save_figure, style_accuracy_axis
+from zwz.reporting import write_report_files
 
 __all__ = ["DEFINITIONS", "build_report", "plot_accuracy_vs_speed", "render_markdown", "summarize_cell",
            "write_report"]
@@ -153,20 +152,11 @@ def build_report(cells: Iterable[dict[str, Any]], meta: dict[str, Any]) -> dict[
 
 # ------------------------------------------------------------------------------------------------ rendering
 def _ms(v: float | None) -> str:
-    return "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
+    return ms(v, unit=False)  # the column headers carry the unit
 
 
 def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
-
-
-def _num(v: float | None, digits: int = 2) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+    return pct(v, 1)
 
 
 def results_table(report: dict[str, Any]) -> list[str]:
@@ -176,9 +166,9 @@ def results_table(report: dict[str, Any]) -> list[str]:
         lat, ttft = s["latency_ms"] or {}, s["ttft_ms"] or {}
         rows.append([s["mode"], str(s["users"]), str(s["items"]), str(s["failed"]),
                      f"{_pct(s['accuracy'])} ({s['correct']}/{s['scored']})", _ms(lat.get("p50")), _ms(lat.get("p90")),
-                     _ms(lat.get("p99")), _ms(ttft.get("p50")), _ms(ttft.get("p99")), _num(s["items_per_s"]),
-                     _num(s["goodput_per_s"]), _pct(s["slo_attainment"]), _num(s["model_calls_mean"], 1)])
-    return _table(["mode", "users", "items", "failed", "accuracy % (correct/scored)", "p50 ms", "p90 ms", "p99 ms",
+                     _ms(lat.get("p99")), _ms(ttft.get("p50")), _ms(ttft.get("p99")), num(s["items_per_s"]),
+                     num(s["goodput_per_s"]), _pct(s["slo_attainment"]), num(s["model_calls_mean"], 1)])
+    return md_table(["mode", "users", "items", "failed", "accuracy % (correct/scored)", "p50 ms", "p90 ms", "p99 ms",
                    "TTFT p50", "TTFT p99", "items/s", f"goodput/s (≤{report['slo_ms']:g} ms)", "within SLO %",
                    "calls/item"], rows)
 
@@ -187,9 +177,9 @@ def ratio_table(report: dict[str, Any]) -> list[str]:
     modes = sorted({m for e in report["speed_ratio"] for m in e if m != "users"}, key=_mode_order)
     if not modes:
         return []
-    rows = [[str(e["users"]), *(f"{_num(e[m]['mean'])}× ({_num(e[m]['p50'])}×, {_num(e[m]['throughput'])}×)"
+    rows = [[str(e["users"]), *(f"{num(e[m]['mean'])}× ({num(e[m]['p50'])}×, {num(e[m]['throughput'])}×)"
                                 if m in e else "–" for m in modes)] for e in report["speed_ratio"]]
-    return _table(["users", *(f"{m} / single" for m in modes)], rows)
+    return md_table(["users", *(f"{m} / single" for m in modes)], rows)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -206,16 +196,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "Mean item latency of the mode / the single pass's at the same concurrency (p50 ratio, and "
                 "single-pass items/s / the mode's items/s, in brackets):", "", *ratios]
     out += ["", "## Accuracy by mode (all concurrency levels pooled)", ""]
-    out += _table(["mode", "accuracy %", "correct / scored", "unscored", "answered"],
+    out += md_table(["mode", "accuracy %", "correct / scored", "unscored", "answered"],
                   [[m, _pct(a["accuracy"]), f"{a['correct']}/{a['scored']}", str(a["unscored"]), str(a["answered"])]
                    for m, a in sorted(report["accuracy"].items(), key=lambda kv: _mode_order(kv[0]))])
     server_rows = [[s["mode"], str(s["users"]), f"{s['server']['requests']:.0f}", _ms(s["server"]["mean_duration_ms"]),
-                    _num(s["server"]["mean_batch_size"]),
+                    num(s["server"]["mean_batch_size"]),
                     ", ".join(f"{k}: {v:.0f}" for k, v in s["server"]["errors"].items()) or "–",
-                    _num(s["client_cpu_s"], 1)] for s in report["cells"] if s["server"]]
+                    num(s["client_cpu_s"], 1)] for s in report["cells"] if s["server"]]
     if server_rows:
         out += ["", "## The server's side (zwz `/metrics` over each window)", ""]
-        out += _table(["mode", "users", "requests", "mean ms", "mean batch size", "errors by status",
+        out += md_table(["mode", "users", "requests", "mean ms", "mean batch size", "errors by status",
                        "client CPU s"], server_rows)
     out += ["", "## Definitions", ""] + [f"- **{k}**: {v}." for k, v in report["definitions"].items()]
     notes = []
@@ -239,14 +229,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
     """Left: accuracy vs inference speed (paper Fig. 5, one point per concurrency level); right: throughput and
     goodput vs concurrency."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-    except ImportError as exc:
-        raise ImportError("the accuracy-vs-speed plot needs matplotlib: pip install matplotlib") from exc
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5), dpi=120)
     modes = sorted({s["mode"] for s in report["cells"]}, key=_mode_order)
     missing = []
@@ -267,35 +250,21 @@ def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
         right.plot(users, [s["goodput_per_s"] or 0 for s in cells], "s--", color=color, alpha=0.6,
                    label=f"{mode} goodput")
     if any(line.get_xdata().size for line in left.get_lines()):
-        left.set_xscale("log")
-        left.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        left.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.5, 1, 2 rather than 2x10^0
-        left.xaxis.set_minor_formatter(NullFormatter())
+        log_x_axis(left, subs=(1.0, 2.0, 5.0))
         left.legend(fontsize=8)
     if missing:
         left.text(0.02, 0.97, "no scored answers: " + ", ".join(missing), transform=left.transAxes, fontsize=8,
                   va="top")
-    left.set_ylim(-3, 103)
-    left.set_xlabel("inference speed (1 / mean item latency, items/s; log)")
-    left.set_ylabel("accuracy (%)")
-    title = f"accuracy vs speed: {report.get('model', '')}"
-    left.set_title(title + (" (random weights)" if report.get("random_weights") else ""), fontsize=10)
-    left.grid(True, which="both", alpha=0.3)
+    style_accuracy_axis(left, report, "inference speed (1 / mean item latency, items/s; log)")
     right.set_xlabel("concurrent users")
     right.set_ylabel("items/s")
     right.set_title(f"throughput and goodput (≤{report['slo_ms']:g} ms)", fontsize=10)
     right.set_xticks(sorted({s["users"] for s in report["cells"]}))
     right.grid(True, alpha=0.3)
     right.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: lines stay visible
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``accuracy_vs_speed.png`` (skipped with a warning without matplotlib), ``report.json``, ``report.md``."""
-    from zwz.analytics.eval.report import write_report_files
-
     return write_report_files(report, out_dir, plot=plot_accuracy_vs_speed, render=render_markdown)

@@ -1,4 +1,5 @@
-"""What the load test reads off the wire: streamed chat completions and error envelopes (no Locust, no gevent).
+"""What the load test reads off the wire: streamed chat completions (no Locust, no gevent). Error envelopes are
+read by ``zwz.endpoint.error_message``.
 
     reply, first_token_at = read_sse(response.iter_lines())     # the non-streaming shape, and a perf_counter
 """
@@ -10,28 +11,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ItemFailed", "content", "error_message", "read_sse"]
+__all__ = ["ItemFailed", "content", "read_sse"]
 
 
 class ItemFailed(Exception):
     """One item could not be answered; the message becomes its Locust error (one line)."""
-
-
-def error_message(status: int, body: bytes | str) -> str:
-    """``HTTP <status>: <message>`` from an OpenAI error envelope (or the start of the body).
-
-    >>> error_message(404, b'{"error": {"message": "the model \\'x\\' does not exist", "code": "model_not_found"}}')
-    "HTTP 404: the model 'x' does not exist"
-    >>> error_message(502, "Bad Gateway")
-    'HTTP 502: Bad Gateway'
-    """
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        error = json.loads(text)["error"]
-        message = str(error.get("message") if isinstance(error, dict) else error)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        message = text[:200].strip() or "(empty body)"
-    return f"HTTP {status}: {message}"
 
 
 def read_sse(lines: Iterable[bytes | str]) -> tuple[dict[str, Any], float | None]:

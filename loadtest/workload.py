@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from zwz.distill.benchmark import BenchItem, load_benchmark
-from zwz.analytics.eval.client import api_base, image_data_url, user_message
+from zwz.endpoint import api_base, auth_headers, image_data_url, server_root, user_message
 from zwz.analytics.eval.runner import score_record
+from zwz.analytics.zoom.requests import ZOOM_MODES, zoom_chat_body
 from zwz.scoring.judge import Judge
 from zwz.scoring import make_benchmark_scorer
 from zwz.loadtest.plan import SweepPlan
@@ -48,10 +49,8 @@ class Workload:
         self.plan = plan
         self.items = items
         self.api_base = api_base(plan.base_url)
-        self.root = self.api_base[: -len("/v1")]
-        self.headers = {"Content-Type": "application/json"}
-        if plan.api_key:
-            self.headers["Authorization"] = f"Bearer {plan.api_key}"
+        self.root = server_root(plan.base_url)
+        self.headers = {"Content-Type": "application/json", **auth_headers(plan.api_key)}
         judge = None
         if plan.judge is not None:
             judge = Judge(plan.judge.url, plan.judge.model, plan.judge.api_key, cache_path=plan.judge.cache_path)
@@ -117,14 +116,13 @@ class Workload:
             return hit
         s = self.plan.settings
         url = self.url(item, "crop" if mode == "regional" else "image")
-        body: dict[str, Any] = {"model": self.plan.model, "messages": [user_message([url], item.prompt)]}
-        if mode == "agent":
-            body |= self.sampling(s.agent_max_tokens) | {
-                "zwz_mode": "agent", "zwz_agent": {"max_turns": s.agent_max_turns, "fixed_turns": s.agent_fixed_turns}}
+        messages = [user_message([url], item.prompt)]
+        if mode in ZOOM_MODES:  # run inside the server
+            body = zoom_chat_body(mode, messages, model=self.plan.model, temperature=s.temperature,
+                                  max_tokens=s.agent_max_tokens if mode == "agent" else s.max_tokens,
+                                  max_pixels=s.max_pixels, max_turns=s.agent_max_turns, fixed_turns=s.agent_fixed_turns)
         else:
-            body |= self.sampling(s.max_tokens)
-            if mode == "attention-zoom":
-                body["zwz_mode"] = "attention_zoom"
+            body = {"model": self.plan.model, "messages": messages, **self.sampling(s.max_tokens)}
         return self._remember(key, json.dumps(body | self.stream_fields()).encode())
 
     # -- scoring -------------------------------------------------------------------------------------------

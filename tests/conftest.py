@@ -20,7 +20,6 @@ if not _HAS_CUDA:
 
 import base64
 import io
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,16 +38,12 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {family: build_tiny_model(family, root / family) for family in ("qwen2_5_vl", "qwen3_vl")}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def live_server(app) -> Iterator[str]:
     """Run ``app`` under a real uvicorn server on a free loopback port; yield its base URL."""
     import uvicorn
+
+    from zwz.serve_process import free_port
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from zwz.defaults import AGENT_MAX_TURNS, REQUEST_TIMEOUT_S, ZOOMWORLD_SEED
 from zwz.ui.client import ServerError, ZwzClient
 from zwz.ui.examples import ExampleCatalog
 from zwz.ui.form import InputError, build_query, read_settings, upload_path
@@ -49,7 +50,7 @@ def _gradio():
 
 # -- the app ---------------------------------------------------------------------------------------------------
 def build_app(server_url: str, *, api_key: str | None = None, model: str | None = None,
-              catalog: ExampleCatalog | None = None, seed: int = 0, timeout: float = 300.0,
+              catalog: ExampleCatalog | None = None, seed: int = ZOOMWORLD_SEED, timeout: float = REQUEST_TIMEOUT_S,
               defaults: RunSettings | None = None):
     """The Gradio Blocks app talking to the zwz server at ``server_url``; ``defaults`` fill the settings form."""
     gr = _gradio()
@@ -86,7 +87,8 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                         max_pixels = gr.Number(d.max_pixels or 0, precision=0, minimum=0,
                                                label="Image pixel budget (0: the server's)")
                     with gr.Row():
-                        agent_turns = gr.Slider(1, 20, value=d.agent_max_turns, step=1, label="Agent: max model calls")
+                        agent_turns = gr.Slider(1, max(AGENT_MAX_TURNS, d.agent_max_turns), value=d.agent_max_turns,
+                                                step=1, label="Agent: max model calls")
                         fixed_turns = gr.Slider(0, 5, value=d.agent_fixed_turns, step=1,
                                                 label="Agent: fixed zoom turns",
                                                 info="zoom this many times even if the model does not ask "
@@ -102,10 +104,10 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                                          elem_classes="zwz-panel")
         with gr.Row(equal_height=False):
             with gr.Column(elem_classes="zwz-panel", min_width=220):
-                gr.Markdown(heading("global"))
-                global_img = gr.Image(type="pil", format="png", label="whole image (evidence box green)",
+                gr.Markdown(heading("single"))
+                single_img = gr.Image(type="pil", format="png", label="whole image (evidence box green)",
                                       interactive=False, height=260)
-                global_md = gr.Markdown(answer_markdown(None), elem_id="zwz-global")
+                single_md = gr.Markdown(answer_markdown(None), elem_id="zwz-single")
             with gr.Column(elem_classes="zwz-panel", min_width=220):
                 gr.Markdown(heading("regional"))
                 regional_img = gr.Image(type="pil", format="png", label="the crop it saw", interactive=False,
@@ -174,7 +176,7 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
             return format_box(box), None, f"Evidence box set to [{format_box(box)}]."
 
         def preview(image_payload: Any, example_key: str | None, box_text: str):
-            """The whole image with the evidence box, in the global panel, as the box is drawn or typed."""
+            """The whole image with the evidence box, in the single-pass panel, as the box is drawn or typed."""
             path = upload_path(image_payload)
             try:
                 img = catalog.get(example_key).load_image() if example_key else (Image.open(path) if path else None)
@@ -188,7 +190,7 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                 return gr.skip()
             return draw_boxes(img, [(box_value, EVIDENCE_COLOUR)] if box_value else [])
 
-        outputs = [status, heatmap_img, heatmap_md, global_img, global_md, regional_img, regional_md, agent_gallery,
+        outputs = [status, heatmap_img, heatmap_md, single_img, single_md, regional_img, regional_md, agent_gallery,
                    agent_md, zoom_img, zoom_md, raw]
 
         def render(query: Query | None, results: dict[str, ViewResult], running: bool, only: str | None = None
@@ -196,10 +198,10 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
             def pick(r: ViewResult | None) -> Image.Image | None:
                 return r.images[0][0] if r and r.images else None
 
-            heat, glob, reg, agent, zoom = (results.get(v) for v in ("heatmap", *ANSWER_VIEWS))
+            heat, single, reg, agent, zoom = (results.get(v) for v in ("heatmap", *ANSWER_VIEWS))
             panels = {
                 "heatmap": {heatmap_img: pick(heat), heatmap_md: heatmap_markdown(heat, query, running)},
-                "global": {global_md: answer_markdown(glob, running)},
+                "single": {single_md: answer_markdown(single, running)},
                 "regional": {regional_img: pick(reg), regional_md: answer_markdown(reg, running)},
                 "agent": {agent_gallery: [(im, cap) for im, cap in agent.images] if agent else [],
                           agent_md: answer_markdown(agent, running)},
@@ -222,12 +224,12 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                 query = await asyncio.to_thread(build_query, catalog, upload_path(image_payload), example_key,
                                                 question_text, box_text, reference_text, settings)
             except (InputError, ValueError) as exc:
-                yield {status: f"⚠ {exc}", **render(None, {}, False), global_img: gr.skip(), raw: {"error": str(exc)}}
+                yield {status: f"⚠ {exc}", **render(None, {}, False), single_img: gr.skip(), raw: {"error": str(exc)}}
                 return
             results: dict[str, ViewResult] = {}
             full = await asyncio.to_thread(draw_boxes, query.image, [(query.box, EVIDENCE_COLOUR)] if query.box else [])
             yield {status: status_markdown(results, started, False), **render(query, results, True),
-                   global_img: full, raw: None}
+                   single_img: full, raw: None}
             async with client() as c:
                 views = run_views(c, query)
                 pending = asyncio.ensure_future(anext(views))
@@ -249,20 +251,20 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                     pending.cancel()
                     await asyncio.gather(pending, return_exceptions=True)
                     await views.aclose()
-            yield {status: status_markdown(results, started, True), **render(query, results, False), global_img: full,
+            yield {status: status_markdown(results, started, True), **render(query, results, False), single_img: full,
                    raw: summary_json(query, results)}
 
         # -- wiring -----------------------------------------------------------------------------------------
         demo.load(server_status, [fixed_turns], [server_md, fixed_turns], api_name="server_status")
         seed_box.change(list_examples, seed_box, example, api_name="list_examples")
-        example.input(load_example, example, [image, question, box, reference, status, global_img, corner],
+        example.input(load_example, example, [image, question, box, reference, status, single_img, corner],
                       api_name="load_example")
         for event in (image.upload, image.clear):
             event(forget_example, example, [example, box, corner], api_visibility="private").then(
-                preview, [image, example, box], global_img, api_visibility="private", show_progress="hidden",
+                preview, [image, example, box], single_img, api_visibility="private", show_progress="hidden",
                 preprocess=False)
         image.select(pick_corner, corner, [box, corner, status], api_visibility="private")
-        box.change(preview, [image, example, box], global_img, api_visibility="private", show_progress="hidden",
+        box.change(preview, [image, example, box], single_img, api_visibility="private", show_progress="hidden",
                    preprocess=False)
         form = [image, example, question, box, reference, max_tokens, agent_turns, fixed_turns, layer, max_pixels]
         run.click(compare, form, outputs, api_name="compare", show_progress="minimal", preprocess=False)

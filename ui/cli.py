@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 
+from zwz.defaults import AGENT_FIXED_TURNS, ANSWER_MAX_TOKENS, REQUEST_TIMEOUT_S, ZOOMWORLD_SEED
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,10 +28,12 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--benchmark", default=None, help="ZoomBench-format file or folder to offer examples from")
     p.add_argument("--zoomworld", type=int, default=12, metavar="N", help="ZoomWorld examples per seed (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="initial ZoomWorld seed")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one server call")
-    p.add_argument("--max-tokens", type=int, default=64, help="initial answer length limit (a form setting)")
-    p.add_argument("--fixed-turns", type=int, default=0,
+    p.add_argument("--seed", type=int, default=ZOOMWORLD_SEED, help="initial ZoomWorld seed")
+    p.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT_S,
+                   help=f"seconds to wait for one server call (default {REQUEST_TIMEOUT_S:g})")
+    p.add_argument("--max-tokens", type=int, default=ANSWER_MAX_TOKENS,
+                   help="initial answer length limit (a form setting)")
+    p.add_argument("--fixed-turns", type=int, default=AGENT_FIXED_TURNS,
                    help="initial agent fixed zoom turns (a form setting; 1 is chosen for random-weight servers)")
     demo = p.add_argument_group("demo")
     demo.add_argument("--with-server", action="store_true",
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zwz.ui.app import build_app, launch
     from zwz.ui.examples import ExampleCatalog
-    from zwz.ui.launcher import serve_subprocess
+    from zwz.serve_process import serve_subprocess
     from zwz.ui.views import RunSettings
 
     if args.model and not args.with_server:

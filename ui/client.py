@@ -3,6 +3,8 @@
 Only httpx: the UI never loads a model. Every failure becomes a :class:`ServerError` whose message is one
 line a person can act on (the server is down, the key is wrong, the server refused the image, ...).
 
+    from zwz.endpoint import image_data_url
+
     async with ZwzClient("http://127.0.0.1:8000") as client:
         reply = await client.chat([image_data_url(image)], "What is written on the sign?", max_tokens=64)
         reply.text, reply.latency_ms, reply.body["usage"]
@@ -10,22 +12,16 @@ line a person can act on (the server is down, the key is wrong, the server refus
 
 from __future__ import annotations
 
-import base64
-import io
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from PIL import Image
 
-logger = logging.getLogger(__name__)
+from zwz.defaults import REQUEST_TIMEOUT_S
+from zwz.endpoint import auth_headers, error_message, server_root, user_message
 
-__all__ = ["Reply", "ServerError", "ZwzClient", "image_data_url", "server_root"]
-
-# Formats the server decodes as they are; anything else is re-encoded as PNG (lossless).
-_MIME = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+__all__ = ["Reply", "ServerError", "ZwzClient"]
 
 
 class ServerError(RuntimeError):
@@ -41,57 +37,27 @@ class Reply:
 
     @property
     def text(self) -> str:
-        """The assistant message of a chat completion ('' when it has none)."""
+        """The assistant message of a chat completion ('' when it has none).
+
+        >>> Reply({"choices": [{"message": {"content": "4"}}]}, 1.0).text, Reply({}, 1.0).text
+        ('4', '')
+        """
         try:
             return self.body["choices"][0]["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError):
             return ""
 
 
-def server_root(url: str) -> str:
-    """The server's root URL from ``host:port``, ``http://host:port``, ``.../v1`` or ``.../v1/chat/completions``.
-
-    >>> server_root("127.0.0.1:8000"), server_root("http://h:1/v1/"), server_root("http://h/v1/chat/completions")
-    ('http://127.0.0.1:8000', 'http://h:1', 'http://h')
-    """
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    for suffix in ("/chat/completions", "/v1"):
-        if url.endswith(suffix):
-            url = url[: -len(suffix)]
-    return url
-
-
-def image_data_url(image: Image.Image, data: bytes | None = None) -> str:
-    """A base64 data URL: ``data`` (the image's encoded file) as it is when the server reads its format,
-    else ``image`` encoded as PNG.
-
-    >>> image_data_url(Image.new("RGB", (2, 2)))[:22]
-    'data:image/png;base64,'
-    """
-    fmt = None
-    if data is not None:
-        with Image.open(io.BytesIO(data)) as probe:  # the header only
-            fmt = probe.format
-    if data is None or fmt not in _MIME:
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        data, fmt = buf.getvalue(), "PNG"
-    return f"data:image/{_MIME[fmt]};base64," + base64.b64encode(data).decode()
-
-
 class ZwzClient:
     """Async client of one zwz server (``zwz serve``). Use as ``async with``; one instance per event loop."""
 
     def __init__(self, base_url: str, api_key: str | None = None, *, model: str | None = None,
-                 timeout: float = 300.0):
+                 timeout: float = REQUEST_TIMEOUT_S):
         self.root = server_root(base_url)
         self.api_key = api_key or None
         self.model = model
         self.timeout = timeout
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self._http = httpx.AsyncClient(base_url=self.root, headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.root, headers=auth_headers(self.api_key), timeout=timeout)
 
     async def __aenter__(self) -> ZwzClient:
         return self
@@ -137,9 +103,7 @@ class ZwzClient:
                    extra: dict[str, Any] | None = None) -> Reply:
         """One greedy chat completion: a user turn with the images, then the question; ``extra`` adds request
         fields (``zwz_mode``, ``zwz_agent``, ``mm_processor_kwargs``, ...)."""
-        content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": u}} for u in image_urls]
-        content.append({"type": "text", "text": question})
-        body = {"model": await self.model_name(), "messages": [{"role": "user", "content": content}],
+        body = {"model": await self.model_name(), "messages": [user_message(image_urls, question)],
                 "max_tokens": max_tokens, "temperature": 0.0, **(extra or {})}
         return await self._request("POST", "/v1/chat/completions", body)
 
@@ -163,12 +127,8 @@ def _reason(exc: Exception) -> str:
 
 
 def _status_message(resp: httpx.Response, root: str) -> str:
-    try:
-        detail = resp.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        detail = resp.text[:200] or resp.reason_phrase
     if resp.status_code == 401:
         return f"the server at {root} refused the API key (HTTP 401): pass --api-key or set ZWZ_API_KEY"
     if resp.status_code == 404 and "/v1/zoom" in str(resp.url):
         return f"the server at {root} has no zwz attention endpoint (HTTP 404): is it a zwz server?"
-    return f"the server answered HTTP {resp.status_code}: {detail}"
+    return f"the server answered {error_message(resp, status=resp.status_code)}"

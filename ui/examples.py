@@ -14,13 +14,14 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
+from zwz.defaults import ZOOMWORLD_SIZE
 from zwz.distill.benchmark import BenchItem
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ExampleCatalog", "describe"]
 
-# ZoomWorld images are 1536x1152; the catalog keeps the items of this many seeds in memory (~64 MB for 12).
+# ZoomWorld images are ZOOMWORLD_SIZE (1536x1152); the catalog keeps the items of this many seeds in memory (~64 MB for 12).
 _SEEDS_KEPT = 2
 
 
@@ -29,7 +30,7 @@ def _zoomworld(seed: int, count: int) -> tuple[BenchItem, ...]:
     from zwz.distill.zoomworld import generate_zoomworld
 
     logger.info("generating %d ZoomWorld items (seed %d)", count, seed)
-    return tuple(generate_zoomworld(count, seed=seed))
+    return tuple(generate_zoomworld(count, seed=seed, image_size=ZOOMWORLD_SIZE))
 
 
 def describe(item: BenchItem) -> str:

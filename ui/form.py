@@ -82,6 +82,7 @@ def read_settings(max_tokens: Any, agent_turns: Any, fixed_turns: Any, layer: An
     def whole(value: Any, default: int | None) -> int | None:
         return default if value in (None, "") else int(value)
 
-    return RunSettings(max_tokens=whole(max_tokens, 64), agent_max_turns=whole(agent_turns, 6),
-                       agent_fixed_turns=whole(fixed_turns, 0), layer=whole(layer, None),
+    d = RunSettings()  # blank fields take the defaults (zwz.defaults)
+    return RunSettings(max_tokens=whole(max_tokens, d.max_tokens), agent_max_turns=whole(agent_turns, d.agent_max_turns),
+                       agent_fixed_turns=whole(fixed_turns, d.agent_fixed_turns), layer=whole(layer, None),
                        max_pixels=whole(max_pixels, 0) or None)

@@ -12,7 +12,7 @@ __all__ = ["TITLES", "answer_markdown", "heading", "heatmap_markdown", "status_m
 TITLES = {
     "heatmap": ("Where the model looks", "relative attention: the answer's attention over the image, divided by a "
                                          "generic description's"),
-    "global": ("Global view", "the whole image, one pass"),
+    "single": ("Single pass", "the whole image, one pass (the global view)"),
     "regional": ("Regional view", "the zoomed-in crop, one pass"),
     "agent": ("Tool-use agent", "zooms by calling a crop tool"),
     "attention_zoom": ("Attention zoom", "crops where the attention map points, then answers"),

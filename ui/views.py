@@ -1,6 +1,6 @@
 """The UI's views of one question, each answered through the server independently and concurrently.
 
-- ``global``: one pass on the whole image;
+- ``single``: one pass on the whole image (the paper's global view);
 - ``regional``: one pass on the evidence crop (an example's ``crop_image``, else the evidence box's region);
 - ``agent``: the tool-use zoom agent (``zwz_mode="agent"``); its crops are re-cut here from the boxes in
   ``zwz_trajectory``, so no image travels back;
@@ -28,14 +28,17 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from zwz.ui.client import ServerError, ZwzClient, image_data_url
+from zwz.defaults import AGENT_FIXED_TURNS, AGENT_MAX_TURNS, ANSWER_MAX_TOKENS
+from zwz.analytics.zoom.requests import ZoomModeIgnored, pixel_budget, reply_trajectory, zoom_mode_fields
+from zwz.endpoint import image_data_url
+from zwz.ui.client import ServerError, ZwzClient
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ANSWER_VIEWS", "VIEWS", "Query", "RunSettings", "ViewResult", "ViewUnavailable", "agent_crops",
            "draw_boxes", "format_box", "parse_box", "run_views", "verdict"]
 
-ANSWER_VIEWS = ("global", "regional", "agent", "attention_zoom")
+ANSWER_VIEWS = ("single", "regional", "agent", "attention_zoom")  # the API's mode names (zwz.defaults.MODES)
 VIEWS = (*ANSWER_VIEWS, "heatmap")
 Box = tuple[int, int, int, int]
 
@@ -44,9 +47,9 @@ Box = tuple[int, int, int, int]
 class RunSettings:
     """Request settings shared by the views (greedy decoding throughout, so runs are repeatable)."""
 
-    max_tokens: int = 64
-    agent_max_turns: int = 6
-    agent_fixed_turns: int = 0  # zoom this many times even when the model does not ask (random-weight demos)
+    max_tokens: int = ANSWER_MAX_TOKENS
+    agent_max_turns: int = AGENT_MAX_TURNS
+    agent_fixed_turns: int = AGENT_FIXED_TURNS  # zoom this many times even when the model does not ask (random-weight demos)
     layer: int | None = None  # attention layer; None: the server's default (by relative depth)
     max_pixels: int | None = None  # per-request image pixel budget; None: the server's
 
@@ -199,16 +202,16 @@ class ViewUnavailable(Exception):
 
 # -- the views --------------------------------------------------------------------------------------------
 def _pixels(settings: RunSettings) -> dict[str, Any]:
-    return {"mm_processor_kwargs": {"max_pixels": settings.max_pixels}} if settings.max_pixels else {}
+    return pixel_budget(settings.max_pixels)
 
 
 def _usage(body: dict[str, Any]) -> int | None:
     return (body.get("usage") or {}).get("visual_tokens")
 
 
-async def _global(client: ZwzClient, q: Query, url: str) -> ViewResult:
+async def _single(client: ZwzClient, q: Query, url: str) -> ViewResult:
     reply = await client.chat([url], q.question, max_tokens=q.settings.max_tokens, extra=_pixels(q.settings))
-    return ViewResult("global", reply.text, latency_ms=reply.latency_ms, model_calls=1,
+    return ViewResult("single", reply.text, latency_ms=reply.latency_ms, model_calls=1,
                       visual_tokens=_usage(reply.body))
 
 
@@ -228,8 +231,7 @@ async def _regional(client: ZwzClient, q: Query, url: str) -> ViewResult:
 
 async def _agent(client: ZwzClient, q: Query, url: str) -> ViewResult:
     s = q.settings
-    extra = {"zwz_mode": "agent", "zwz_agent": {"max_turns": s.agent_max_turns, "fixed_turns": s.agent_fixed_turns},
-             **_pixels(s)}
+    extra = zoom_mode_fields("agent", max_turns=s.agent_max_turns, fixed_turns=s.agent_fixed_turns) | _pixels(s)
     reply = await client.chat([url], q.question, max_tokens=s.max_tokens, extra=extra)
     trajectory = _trajectory(reply.body, "agent")
     crops = await asyncio.to_thread(agent_crops, q.image, trajectory)
@@ -241,7 +243,7 @@ async def _agent(client: ZwzClient, q: Query, url: str) -> ViewResult:
 
 async def _attention_zoom(client: ZwzClient, q: Query, url: str) -> ViewResult:
     reply = await client.chat([url], q.question, max_tokens=q.settings.max_tokens,
-                              extra={"zwz_mode": "attention_zoom", **_pixels(q.settings)})
+                              extra=zoom_mode_fields("attention_zoom") | _pixels(q.settings))
     trajectory = _trajectory(reply.body, "attention_zoom")
     box = tuple(int(v) for v in trajectory.get("zoom_box") or ())
     images = []
@@ -271,11 +273,10 @@ async def _heatmap(client: ZwzClient, q: Query, url: str) -> ViewResult:
 
 
 def _trajectory(body: dict[str, Any], mode: str) -> dict[str, Any]:
-    trajectory = body.get("zwz_trajectory")
-    if not isinstance(trajectory, dict):
-        # A plain OpenAI-compatible server ignores zwz_mode and answers in one pass.
-        raise ServerError(f"the server ignored zwz_mode={mode!r} (no zwz_trajectory in its reply): is it a zwz server?")
-    return trajectory
+    try:
+        return reply_trajectory(body, mode)
+    except ZoomModeIgnored as exc:  # a plain OpenAI-compatible server ignores zwz_mode and answers in one pass
+        raise ServerError(str(exc)) from None
 
 
 def _decode_png(b64: str) -> Image.Image:
@@ -285,7 +286,7 @@ def _decode_png(b64: str) -> Image.Image:
 
 
 _RUNNERS: dict[str, Callable[[ZwzClient, Query, str], Awaitable[ViewResult]]] = {
-    "global": _global, "regional": _regional, "agent": _agent, "attention_zoom": _attention_zoom, "heatmap": _heatmap,
+    "single": _single, "regional": _regional, "agent": _agent, "attention_zoom": _attention_zoom, "heatmap": _heatmap,
 }
 
 

@@ -2,8 +2,14 @@
 
     zwz serve [--model DIR]          # OpenAI-compatible server (embedded tiny default without --model)
     zwz make-model --family qwen3_vl --out DIR
-    zwz eval --base-url URL --zoomworld 120 --modes global regional agent attention-zoom --out DIR
+    zwz eval --base-url URL --zoomworld 120 --modes single regional agent attention_zoom --out DIR
     zwz bench --base-url URL --zoomworld 24 --modes single agent --users 1 2 4 --duration 30 --out DIR
+    zwz distill --images DIR --annotations items.jsonl --teacher URL=MODEL --student URL=MODEL --out DIR
+    zwz ui --with-server                  # the Gradio dual-view UI (and a demo server)
+    zwz train grpo --model DIR --data train_rl.parquet --out runs/grpo   # also sft, verl, merge
+
+Each subcommand's parser lives beside its job (server/cli.py, ui/cli.py, analytics/eval/cli.py, loadtest/cli.py,
+train/cli.py).
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ def _make_model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from zwz.analytics.eval import evaluation
-    from zwz.loadtest import bench
+    from zwz.analytics.eval import cli as eval_cli
+    from zwz.distill import cli as distill_cli
+    from zwz.loadtest import cli as bench_cli
     from zwz.server import cli as serve_cli
+    from zwz.train import cli as train_cli
     from zwz.ui import cli as ui_cli
 
     parser = argparse.ArgumentParser(prog="zwz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.register(sub)
     ui_cli.register(sub)
     _register_make_model(sub)
-    evaluation.register(sub)
-    bench.register(sub)
+    eval_cli.register(sub)
+    bench_cli.register(sub)
+    train_cli.register(sub)
+    distill_cli.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from zwz.serve_process import ServeError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(getattr(args, "log_level", "info")).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, ImportError, OSError) as exc:
+    except (FileNotFoundError, ValueError, ImportError, OSError, ServeError) as exc:
         if os.environ.get("ZWZ_DEBUG"):
             raise
         print(f"zwz {args.command}: error: {exc}", file=sys.stderr)

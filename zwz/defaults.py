@@ -17,9 +17,11 @@ __all__ = [
     "MODES",
     "MODE_ALIASES",
     "REQUEST_TIMEOUT_S",
+    "SERVE_STARTUP_TIMEOUT_S",
     "ZOOMWORLD_SEED",
     "ZOOMWORLD_SIZE",
     "canonical_mode",
+    "canonical_modes",
 ]
 
 # How a question is answered. The API's words (`zwz_mode`), used everywhere:
@@ -36,6 +38,7 @@ AGENT_FIXED_TURNS = 0  # zoom turns forced before the agent may answer (0: the m
 AGENT_MAX_TOKENS = 512  # tokens per agent model call (room to think and emit a tool call)
 ANSWER_MAX_TOKENS = 64  # answer tokens for single, regional and attention_zoom
 REQUEST_TIMEOUT_S = 600.0  # seconds per HTTP request from zwz's clients
+SERVE_STARTUP_TIMEOUT_S = 900.0  # seconds a `zwz serve` subprocess may take to get healthy (vLLM profiles first)
 ZOOMWORLD_SIZE: tuple[int, int] = (1536, 1152)  # the standard ZoomWorld canvas (width, height)
 ZOOMWORLD_SEED = 0
 
@@ -62,3 +65,15 @@ def canonical_mode(name: str) -> str:
         warnings.warn(f"mode {name!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=2)
         return new
     raise ValueError(f"unknown mode {name!r}; choose from {', '.join(MODES)}")
+
+
+def canonical_modes(names: list[str] | tuple[str, ...]) -> list[str]:
+    """:func:`canonical_mode` of each name, de-duplicated in order.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     canonical_modes(["global", "agent", "single", "attention-zoom"])
+    ['single', 'agent', 'attention_zoom']
+    """
+    return list(dict.fromkeys(canonical_mode(name) for name in names))

@@ -1,8 +1,10 @@
-"""The HTTP side of ``zwz eval``: one OpenAI-compatible endpoint, its zwz extensions, and image payloads.
+"""The HTTP side of ``zwz eval``: one OpenAI-compatible endpoint and its zwz extensions.
 
 Per-item failures raise :class:`RequestFailed` (the item is recorded with its error and retried by the next
 run); failures that make every further request pointless (wrong key, unknown model, an endpoint that lacks
 a zwz extension the run asked for, a server that went away) raise :class:`EndpointError`, which stops the run.
+
+    from zwz.endpoint import image_data_url, user_message
 
     async with Endpoint("http://127.0.0.1:8000", "qwen3_vl") as ep:
         await ep.preflight()
@@ -12,23 +14,14 @@ a zwz extension the run asked for, a server that went away) raise :class:`Endpoi
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
-import logging
-from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
 
-logger = logging.getLogger(__name__)
+from zwz.defaults import REQUEST_TIMEOUT_S
+from zwz.endpoint import RETRY_STATUS, api_base, auth_headers, error_message, server_root
 
-__all__ = ["Endpoint", "EndpointError", "EvalError", "RequestFailed", "api_base", "image_data_url", "user_message"]
-
-# Statuses worth another try (as the judge client): timeouts, rate limits, overload, server-side failures.
-_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-# Formats every OpenAI-compatible server we target decodes; anything else is re-encoded as PNG.
-_MIME = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+__all__ = ["Endpoint", "EndpointError", "EvalError", "RequestFailed"]
 
 
 class EvalError(ValueError):
@@ -43,65 +36,18 @@ class RequestFailed(Exception):
     """One item's request failed; it is recorded with this message and retried by the next run."""
 
 
-def api_base(url: str) -> str:
-    """The ``.../v1`` base of an endpoint given as ``host:port``, ``.../v1`` or ``.../v1/chat/completions``.
-
-    >>> api_base("http://127.0.0.1:8000"), api_base("http://h/v1/"), api_base("http://h/v1/chat/completions")
-    ('http://127.0.0.1:8000/v1', 'http://h/v1', 'http://h/v1')
-    """
-    url = url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        url = url[: -len("/chat/completions")]
-    return url if url.endswith("/v1") else url + "/v1"
-
-
-def image_data_url(source: Image.Image | Path | bytes) -> str:
-    """A base64 data URL; encoded files are sent as they are (no re-encoding), PIL images as PNG.
-
-    >>> image_data_url(Image.new("RGB", (2, 2)))[:22]
-    'data:image/png;base64,'
-    """
-    if isinstance(source, Image.Image):
-        data, fmt = None, None
-    else:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        with Image.open(io.BytesIO(data)) as probe:  # reads the header only
-            fmt = probe.format
-    if data is None or fmt not in _MIME:
-        image = source if isinstance(source, Image.Image) else Image.open(io.BytesIO(data))
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        data, fmt = buf.getvalue(), "PNG"
-    return f"data:image/{_MIME[fmt]};base64," + base64.b64encode(data).decode()
-
-
-def user_message(image_urls: list[str], text: str) -> dict[str, Any]:
-    """One user turn: the images in order, then the text (Qwen-VL's usual layout)."""
-    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": u}} for u in image_urls]
-    return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
-
-
-def _error_message(resp: httpx.Response) -> str:
-    try:
-        error = resp.json()["error"]
-        return str(error.get("message") if isinstance(error, dict) else error)
-    except (ValueError, KeyError, TypeError):
-        return resp.text[:200] or resp.reason_phrase
-
-
 class Endpoint:
     """An async client for one endpoint: retries transient failures, stops after repeated connection loss."""
 
     def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
-                 timeout: float = 600.0, max_retries: int = 2, max_consecutive_failures: int = 8,
+                 timeout: float = REQUEST_TIMEOUT_S, max_retries: int = 2, max_consecutive_failures: int = 8,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.api_base = api_base(base_url)
-        self.root = self.api_base[: -len("/v1")]
+        self.root = server_root(base_url)
         self.model = model
         self.max_retries = max_retries
         self.max_consecutive_failures = max_consecutive_failures
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, headers=auth_headers(api_key), transport=transport)
         self._failures_in_a_row = 0
 
     async def __aenter__(self) -> Endpoint:
@@ -123,7 +69,7 @@ class Endpoint:
         if resp.status_code == 401:
             raise EndpointError(f"{self.root} refused the API key (HTTP 401); pass --api-key")
         if resp.status_code != 200:
-            raise EndpointError(f"GET {url} returned HTTP {resp.status_code}: {_error_message(resp)}")
+            raise EndpointError(f"GET {url} returned {error_message(resp, status=resp.status_code)}")
         try:
             served = [m["id"] for m in resp.json()["data"]]
         except (ValueError, KeyError, TypeError):
@@ -144,13 +90,13 @@ class Endpoint:
             return {}
 
     async def check_attention_endpoint(self) -> None:
-        """The client-side attention-zoom mode needs zwz's POST /v1/zoom/attention (an empty body gets a 400)."""
+        """The client-side attention_zoom mode needs zwz's POST /v1/zoom/attention (an empty body gets a 400)."""
         try:
             resp = await self._client.post(self.api_base + "/zoom/attention", json={})
         except httpx.HTTPError as exc:
             raise EndpointError(f"cannot reach {self.root}: {type(exc).__name__}: {exc}") from None
         if resp.status_code in (404, 405):
-            raise EndpointError(f"the attention-zoom mode needs a zwz server: {self.root} has no POST "
+            raise EndpointError(f"the attention_zoom mode needs a zwz server: {self.root} has no POST "
                                 "/v1/zoom/attention (drop the mode, or serve with `zwz serve`)")
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +126,7 @@ class Endpoint:
                     return resp.json()
                 except ValueError:
                     raise RequestFailed(f"{path}: reply is not JSON: {resp.text[:200]!r}") from None
-            message = f"HTTP {resp.status_code}: {_error_message(resp)}"
+            message = error_message(resp, status=resp.status_code)
             if resp.status_code == 401:
                 raise EndpointError(f"{self.root} refused the API key ({message})")
             if resp.status_code == 404 and "model" in message.lower():
@@ -189,7 +135,7 @@ class Endpoint:
                 # vLLM refuses per-request processor kwargs unless started with --trust-request-mm-kwargs.
                 raise EndpointError(f"{self.root} refuses the per-request pixel budget ({message}); drop "
                                     "--max-pixels, or start vLLM with --trust-request-mm-kwargs")
-            if resp.status_code not in _RETRY_STATUS:
+            if resp.status_code not in RETRY_STATUS:
                 raise RequestFailed(f"{path}: {message}")
             last = message
         if not last.startswith("HTTP"):

@@ -4,14 +4,12 @@ Accuracies are fractions in ``report.json`` and percentages in ``report.md``. An
 accuracy only when it was decided (by rule or judge); rule-undecided items without a judge are ``unjudged``
 and shown with the accuracy range they allow; failed requests and judge failures are errors, never 0.
 
-    report = build_report(store.records.values(), {"global": items, "regional": items}, meta={...})
+    report = build_report(store.records.values(), {"single": items, "regional": items}, meta={...})
     write_report(report, "runs/zoomworld")        # report.json, report.md, accuracy_vs_speed.png
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from zwz.distill.benchmark import DIMENSIONS, BenchItem
-
-logger = logging.getLogger(__name__)
+from zwz.reporting import log_x_axis, md_table, ms, num, pct, pyplot, save_figure, style_accuracy_axis
+from zwz.reporting import write_report_files
 
 __all__ = ["build_report", "plot_accuracy_vs_speed", "render_markdown", "write_report"]
 
@@ -79,10 +77,10 @@ def build_report(records: Iterable[dict[str, Any]], planned: Mapping[str, list[B
     >>> from zwz.distill.benchmark import BenchItem
     >>> items = [BenchItem(str(i), b"", None, "q", "a", dimension="ocr") for i in range(2)]
     >>> recs = [{"id": i, "mode": m, "score": s, "decided_by": "rule", "latency_ms": t, "dimension": "ocr"}
-    ...         for i, m, s, t in [("0", "global", 0.0, 10), ("1", "global", 1.0, 30),
+    ...         for i, m, s, t in [("0", "single", 0.0, 10), ("1", "single", 1.0, 30),
     ...                            ("0", "regional", 1.0, 5), ("1", "regional", 1.0, 5)]]
-    >>> r = build_report(recs, {"global": items, "regional": items})
-    >>> r["modes"]["global"]["accuracy"], r["zooming_gap"]["gap"]["ocr"], r["modes"]["global"]["latency_ms"]["p50"]
+    >>> r = build_report(recs, {"single": items, "regional": items})
+    >>> r["modes"]["single"]["accuracy"], r["zooming_gap"]["gap"]["ocr"], r["modes"]["single"]["latency_ms"]["p50"]
     (0.5, 0.5, 20.0)
     """
     by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in planned}
@@ -92,10 +90,10 @@ def build_report(records: Iterable[dict[str, Any]], planned: Mapping[str, list[B
             by_mode[record["mode"]].append(record)
     dims = _dims(item for items in planned.values() for item in items)
     modes = {mode: _mode_stats(recs, len(planned[mode]), dims) for mode, recs in by_mode.items()}
-    base = (modes.get("global") or {}).get("latency_ms")
+    base = (modes.get("single") or {}).get("latency_ms")
     for stats in modes.values():
         lat = stats["latency_ms"]
-        stats["latency_p50_vs_global"] = lat["p50"] / base["p50"] if lat and base and base["p50"] > 0 else None
+        stats["latency_p50_vs_single"] = lat["p50"] / base["p50"] if lat and base and base["p50"] > 0 else None
     report: dict[str, Any] = dict(meta or {})
     report |= {"dimensions": dims, "modes": modes, "zooming_gap": _zooming_gap(modes, dims)}
     report["errors"] = [{"mode": r["mode"], "id": r["id"], "stage": r.get("error_stage"), "error": r["error"]}
@@ -104,38 +102,22 @@ def build_report(records: Iterable[dict[str, Any]], planned: Mapping[str, list[B
 
 
 def _zooming_gap(modes: dict[str, dict[str, Any]], dims: list[str]) -> dict[str, Any] | None:
-    """Paper Table 7: Global, Regional and gap = Regional - Global per dimension; Avg weighted by item count."""
-    if "global" not in modes or "regional" not in modes:
+    """Paper Table 7: Global (the single pass), Regional and gap = Regional - Global per dimension; Avg weighted
+    by item count."""
+    if "single" not in modes or "regional" not in modes:
         return None
     table: dict[str, Any] = {"dimensions": dims}
-    for view in ("global", "regional"):
+    for view in ("single", "regional"):
         row = {d: modes[view]["by_dimension"][d]["accuracy"] for d in dims}
         table[view] = row | {"avg": modes[view]["accuracy"]}  # overall accuracy = the item-weighted average
-    table["gap"] = {k: (table["regional"][k] - table["global"][k])
-                    if table["regional"][k] is not None and table["global"][k] is not None else None
+    table["gap"] = {k: (table["regional"][k] - table["single"][k])
+                    if table["regional"][k] is not None and table["single"][k] is not None else None
                     for k in [*dims, "avg"]}  # fmt: skip
-    table["n_items"] = {d: modes["global"]["by_dimension"][d]["n_items"] for d in dims}
+    table["n_items"] = {d: modes["single"]["by_dimension"][d]["n_items"] for d in dims}
     return table
 
 
 # -------------------------------------------------------------------------------------------------- rendering
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
-
-
-def _ms(value: float | None) -> str:
-    return "–" if value is None else (f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms")
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def render_markdown(report: dict[str, Any]) -> str:
     """``report.md``: accuracy, the zooming gap (Table 7 layout), cost per item, and what was not scored."""
     dims, modes = report["dimensions"], report["modes"]
@@ -149,30 +131,31 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += ["", "## Accuracy (%)", ""]
     rows = []
     for mode, s in modes.items():
-        span = (f"{_pct(s['accuracy_if_unjudged_wrong'])}–{_pct(s['accuracy_if_unjudged_right'])}"
+        span = (f"{pct(s['accuracy_if_unjudged_wrong'])}–{pct(s['accuracy_if_unjudged_right'])}"
                 if s["n_unjudged"] else "")
-        rows.append([mode, _pct(s["accuracy"]), *(_pct(s["by_dimension"][d]["accuracy"]) for d in dims),
+        rows.append([mode, pct(s["accuracy"]), *(pct(s["by_dimension"][d]["accuracy"]) for d in dims),
                      f"{s['n_decided']}/{s['n_items']}", str(s["n_unjudged"]), span, str(s["n_errors"])])
-    out += _table(["mode", "all", *labels, "decided / items", "unjudged", "range if unjudged", "errors"], rows)
+    out += md_table(["mode", "all", *labels, "decided / items", "unjudged", "range if unjudged", "errors"], rows)
     gap = report.get("zooming_gap")
     if gap:
-        out += ["", "## Zooming gap (paper Table 7 layout; gap = Regional − Global, Avg weighted by items)", ""]
-        out += _table(["Dual-View", *labels, "Avg"], [
-            ["Global", *(_pct(gap["global"][k]) for k in [*dims, "avg"])],
-            ["Regional", *(_pct(gap["regional"][k]) for k in [*dims, "avg"])],
-            ["*Zooming Gap*", *(_pct(gap["gap"][k]) for k in [*dims, "avg"])],
+        out += ["", "## Zooming gap (paper Table 7 layout: Global is the single pass; gap = Regional − Global, "
+                "Avg weighted by items)", ""]
+        out += md_table(["Dual-View", *labels, "Avg"], [
+            ["Global (single)", *(pct(gap["single"][k]) for k in [*dims, "avg"])],
+            ["Regional", *(pct(gap["regional"][k]) for k in [*dims, "avg"])],
+            ["*Zooming Gap*", *(pct(gap["gap"][k]) for k in [*dims, "avg"])],
             ["items", *(str(gap["n_items"][d]) for d in dims), str(sum(gap["n_items"].values()))],
         ])
-        if modes["global"]["n_unjudged"] or modes["regional"]["n_unjudged"]:
+        if modes["single"]["n_unjudged"] or modes["regional"]["n_unjudged"]:
             out += ["", "Over decided items only: the two views leave different items unjudged (see below)."]
     out += ["", "## Cost per item", ""]
     rows = []
     for mode, s in modes.items():
         lat, tok = s["latency_ms"] or {}, s["tokens_mean"]
-        rows.append([mode, _ms(lat.get("p50")), _ms(lat.get("p90")), _num(s["latency_p50_vs_global"]),
-                     _num(s["model_calls_mean"]), _num(s["image_encodings_mean"]), _num(tok["prompt"], 0),
-                     _num(tok["visual"], 0), _num(tok["completion"], 1)])
-    out += _table(["mode", "p50 latency", "p90 latency", "p50 / global p50", "model calls", "image encodings",
+        rows.append([mode, ms(lat.get("p50")), ms(lat.get("p90")), num(s["latency_p50_vs_single"]),
+                     num(s["model_calls_mean"]), num(s["image_encodings_mean"]), num(tok["prompt"], 0),
+                     num(tok["visual"], 0), num(tok["completion"], 1)])
+    out += md_table(["mode", "p50 latency", "p90 latency", "p50 / single p50", "model calls", "image encodings",
                    "prompt tokens", "visual tokens", "completion tokens"], rows)
     out += ["", "Latency is per item, client-measured, under the run's concurrency; model calls and image "
                 "encodings are means per answered item."]
@@ -197,13 +180,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
     """Paper Fig. 5's view: x = p50 latency per item (log), y = accuracy, one labelled point per mode."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("the accuracy-vs-speed plot needs matplotlib: pip install matplotlib") from exc
+    plt = pyplot()
     points = [(m, s["latency_ms"]["p50"] / 1e3, 100 * s["accuracy"]) for m, s in report["modes"].items()
               if s["latency_ms"] and s["accuracy"] is not None]
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
@@ -211,40 +188,11 @@ def plot_accuracy_vs_speed(report: dict[str, Any], path: str | Path) -> Path:
         ax.scatter([x], [y], s=50, zorder=3, clip_on=False)
         ax.annotate(mode, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=9)
     if points:
-        from matplotlib.ticker import FormatStrFormatter
-
-        ax.set_xscale("log")
-        for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-            axis(FormatStrFormatter("%g"))  # 0.5, 1, 2 rather than 2x10^0
+        log_x_axis(ax)
     else:
         ax.text(0.5, 0.5, "no mode has both a latency and an accuracy", ha="center", transform=ax.transAxes)
-    ax.set_ylim(-3, 103)  # points at 0 or 100 stay visible
-    ax.set_xlabel("p50 latency per item (s, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    title = f"accuracy vs speed: {report.get('model', '')}"
-    ax.set_title(title + (" (random weights)" if report.get("random_weights") else ""), fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
-
-
-def write_report_files(report: dict[str, Any], out_dir: str | Path, *, plot, render) -> dict[str, Path]:
-    """Write ``accuracy_vs_speed.png`` with ``plot`` (skipped with a warning without matplotlib),
-    ``report.json`` and ``report.md`` rendered by ``render``; shared by ``zwz eval`` and ``zwz bench``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md"}
-    try:
-        paths["png"] = plot(report, out / "accuracy_vs_speed.png")
-        report["plot"] = paths["png"].name
-    except ImportError as exc:
-        logger.warning("%s; skipping the plot", exc)
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(render(report), encoding="utf-8")
-    return paths
+    style_accuracy_axis(ax, report, "p50 latency per item (s, log scale)")
+    return save_figure(fig, path)
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

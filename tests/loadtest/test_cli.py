@@ -21,7 +21,7 @@ def test_doctests(module):
 
 def test_the_test_process_never_imports_locust():
     # gevent's monkey-patching would reach the uvicorn servers these tests host in threads.
-    for module in ("bench", "plan", "report", "server_metrics", "wire", "workload"):
+    for module in ("bench", "cli", "plan", "report", "server_metrics", "wire", "workload"):
         importlib.import_module(f"zwz.loadtest.{module}")
     import socket
 
@@ -36,7 +36,7 @@ def test_bench_is_a_zwz_subcommand():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--modes", "single", "zoom"], "unknown mode 'zoom'; choose from single, regional, agent, attention-zoom"),
+    (["--modes", "single", "zoom"], "unknown mode 'zoom'; choose from single, regional, agent, attention_zoom"),
     (["--users", "0"], "--users needs positive concurrency levels"),
     (["--judge-url", "http://j:1"], "--judge-url and --judge-model go together"),
 ])  # fmt: skip

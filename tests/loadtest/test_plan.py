@@ -7,12 +7,12 @@ import json
 import pytest
 
 from zwz.distill.benchmark import load_benchmark
-from zwz.loadtest.plan import SweepPlan, normalize_modes
+from zwz.loadtest.plan import SweepPlan
 from zwz.loadtest.workload import SCORE, UNSCORED, WRONG, Workload
 
 
 def test_plan_round_trips_and_orders_cells(tmp_path):
-    plan = SweepPlan(base_url="http://h:1", model="m", benchmark="b", modes=["agent", "global"], users=[1, 4],
+    plan = SweepPlan(base_url="http://h:1", model="m", benchmark="b", modes=["agent", "single"], users=[1, 4],
                      duration_s=2, slo_ms=100)
     again = SweepPlan.read(plan.write(tmp_path / "plan.json"))
     assert again == plan
@@ -30,21 +30,24 @@ def test_plan_refuses_bad_values(kwargs, message):
         SweepPlan(**(base | kwargs))
 
 
-def test_mode_aliases():
-    assert normalize_modes(["global", "attention_zoom", "regional"]) == ["single", "attention-zoom", "regional"]
+def test_old_mode_names_are_read_as_the_api_names():
+    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
+        plan = SweepPlan(base_url="http://h:1", model="m", benchmark="b", modes=["global", "attention-zoom", "single"],
+                         users=[1], duration_s=1, slo_ms=1)
+    assert plan.modes == ["single", "attention_zoom"] and len(caught) == 2
 
 
 @pytest.fixture
 def workload(zoomworld, tiny_plan):
-    plan = tiny_plan("http://127.0.0.1:9/v1", modes=["single", "regional", "agent", "attention-zoom"])
+    plan = tiny_plan("http://127.0.0.1:9/v1", modes=["single", "regional", "agent", "attention_zoom"])
     return Workload(plan, load_benchmark(zoomworld))
 
 
 def test_each_mode_sends_its_request(workload):
-    workload.start_cell("single", "regional", "agent", "attention-zoom")
+    workload.start_cell("single", "regional", "agent", "attention_zoom")
     item = workload.next_item("agent")
     bodies = {mode: json.loads(workload.payload(mode, item)) for mode in ("single", "regional", "agent",
-                                                                           "attention-zoom")}
+                                                                           "attention_zoom")}
     for body in bodies.values():
         assert body["model"] == "qwen3_vl" and body["stream"] and body["stream_options"] == {"include_usage": True}
         assert body["mm_processor_kwargs"] == {"max_pixels": 128 * 128}
@@ -52,10 +55,10 @@ def test_each_mode_sends_its_request(workload):
         assert [p["type"] for p in message["content"]] == ["image_url", "text"]
         assert message["content"][1]["text"] == item.prompt
     url = lambda mode: bodies[mode]["messages"][0]["content"][0]["image_url"]["url"]  # noqa: E731
-    assert url("single") == url("agent") == url("attention-zoom") != url("regional")  # regional: the crop
+    assert url("single") == url("agent") == url("attention_zoom") != url("regional")  # regional: the crop
     assert "zwz_mode" not in bodies["single"] and "zwz_mode" not in bodies["regional"]
     assert bodies["agent"]["zwz_mode"] == "agent" and bodies["agent"]["zwz_agent"] == {"max_turns": 2, "fixed_turns": 1}
-    assert bodies["attention-zoom"]["zwz_mode"] == "attention_zoom"
+    assert bodies["attention_zoom"]["zwz_mode"] == "attention_zoom"
     assert workload.root == "http://127.0.0.1:9" and workload.api_base == "http://127.0.0.1:9/v1"
 
 

@@ -7,7 +7,6 @@ import importlib.util
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from zwz.loadtest.bench import run_sweep
+from zwz.serve_process import free_port, stop_process
 from zwz.server.metrics import ServerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,12 +54,6 @@ def test_the_shipped_scrape_config_is_valid():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(serve, tiny_models):
     with serve(tiny_models["qwen3_vl"]) as (url, app):
@@ -75,7 +69,7 @@ def prometheus(server, tmp_path):
     job["scrape_interval"] = "1s"
     job["static_configs"] = [{"targets": [urlparse(server).netloc]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
@@ -85,12 +79,7 @@ def prometheus(server, tmp_path):
         _until(lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200, 60, "Prometheus is not ready")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=15)
         log.close()
 
 

@@ -18,7 +18,7 @@ from zwz.loadtest.report import build_report
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
                                 reason="Locust is not installed (pip install 'zwz[bench]')")
-MODES = ["single", "regional", "agent", "attention-zoom"]
+MODES = ["single", "regional", "agent", "attention_zoom"]
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,12 @@ def test_every_mode_at_every_level_produces_rows_and_a_report(server, zoomworld,
         assert item["p50"] <= item["p90"] <= item["p99"] <= round(item["max"])  # percentiles: whole ms
         assert row(cell, "TTFT")["p50"] <= item["p50"] + 1  # streamed: the first token comes before the end
         assert row(cell, "SLO")["requests"] == item["requests"]
-        assert row(cell, "CALLS")["mean"] == (2 if summary["mode"] in ("agent", "attention-zoom") else 1)
+        assert row(cell, "CALLS")["mean"] == (2 if summary["mode"] in ("agent", "attention_zoom") else 1)
         decided = sum(r["requests"] for r in cell["rows"] if r["type"] in ("SCORE", "UNSCORED"))
         assert decided == item["requests"]  # every answer is scored or counted as undecided
         assert summary["items_per_s"] > 0 and summary["speed_items_per_s"] > 0
         # The server counted the same requests (its mode label; regional is a single pass for it).
-        server_mode = {"regional": "single", "attention-zoom": "attention_zoom"}.get(summary["mode"], summary["mode"])
+        server_mode = {"regional": "single"}.get(summary["mode"], summary["mode"])
         assert cell["server"]["by_mode"][server_mode]["requests"] == item["requests"]  # no warm-up: exactly
     assert {e["users"] for e in report["speed_ratio"]} == {1, 2}
     assert all(e["agent"]["mean"] > 0 for e in report["speed_ratio"])
@@ -67,7 +67,7 @@ def test_every_mode_at_every_level_produces_rows_and_a_report(server, zoomworld,
 
 def test_client_side_zoom_modes(server, tiny_plan, tmp_path, row):
     # No warm-up: an item in flight when a warm-up ends has made some of its calls before the window.
-    plan = tiny_plan(server, modes=["agent", "attention-zoom"], users=[1], warmup_items=0)
+    plan = tiny_plan(server, modes=["agent", "attention_zoom"], users=[1], warmup_items=0)
     plan = replace(plan, settings=replace(plan.settings, agent_side="client"))
     agent, zoom = run_sweep(plan, tmp_path, progress=False)
     items = row(agent, "ITEM")["requests"]
@@ -75,8 +75,8 @@ def test_client_side_zoom_modes(server, tiny_plan, tmp_path, row):
     assert row(agent, "POST", "agent:call")["requests"] == 2 * items == row(agent, "CALLS")["mean"] * items
     items = row(zoom, "ITEM")["requests"]
     assert items > 0 and row(zoom, "ITEM")["failures"] == 0, zoom["errors"]
-    assert row(zoom, "POST", "attention-zoom:map")["requests"] == items
-    assert row(zoom, "POST", "attention-zoom:answer")["requests"] == items
+    assert row(zoom, "POST", "attention_zoom:map")["requests"] == items
+    assert row(zoom, "POST", "attention_zoom:answer")["requests"] == items
     assert row(zoom, "TTFT")["requests"] == items
 
 

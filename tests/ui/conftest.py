@@ -1,5 +1,6 @@
 """UI test set-up: the Gradio app in-process on a free loopback port, a headless Debian Chromium through
-Playwright, and screenshots kept as artifacts (``artifacts/ui/`` at the repo root, and the test's tmp dir).
+Playwright, and screenshots in the test's tmp dir (also copied to ``$ZWZ_UI_ARTIFACTS`` when that is set, so
+CI can keep them).
 
 Chromium is the distribution's package (``apt-get install -y chromium``), never Playwright's own download.
 """
@@ -12,27 +13,21 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts" / "ui"
+from zwz.serve_process import free_port
+
+ARTIFACTS = os.environ.get("ZWZ_UI_ARTIFACTS")  # a folder to keep the screenshots in; tests write only tmp dirs
 CHROMIUM = os.environ.get("ZWZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-default-apps", "--disable-extensions", "--disable-sync",
     "--no-first-run", "--metrics-recording-only", "--mute-audio",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def zwz_server(serve, tiny_models) -> Iterator[str]:
 @pytest.fixture
 def dead_url() -> str:
     """A loopback URL nothing listens on (a server that stopped)."""
-    return f"http://127.0.0.1:{_free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +51,7 @@ def ui_app() -> Callable:
     @contextmanager
     def _run(server_url: str, **kwargs) -> Iterator[str]:
         demo = build_app(server_url, **kwargs)
-        url = launch(demo, host="127.0.0.1", port=_free_port(), block=False)
+        url = launch(demo, host="127.0.0.1", port=free_port(), block=False)
         try:
             yield url.rstrip("/")
         finally:
@@ -110,13 +105,14 @@ def page(browser):
 
 @pytest.fixture
 def screenshot(tmp_path) -> Callable:
-    """``screenshot(page, name)``: a full-page PNG in ``artifacts/ui/`` and in the test's tmp dir."""
+    """``screenshot(page, name)``: a full-page PNG in the test's tmp dir (and ``$ZWZ_UI_ARTIFACTS``)."""
 
     def _shot(page, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
+        path = tmp_path / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
-        shutil.copy(path, tmp_path / path.name)
+        if ARTIFACTS:
+            Path(ARTIFACTS).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(ARTIFACTS) / path.name)
         return path
 
     return _shot

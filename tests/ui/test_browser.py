@@ -1,6 +1,6 @@
 """The UI in a real headless Chromium against a live zwz server with the tiny random Qwen3-VL.
 
-Screenshots land in ``artifacts/ui/`` (and the test's tmp dir). ``ZWZ_UI_DOCS_SCREENSHOT=1`` also refreshes
+Screenshots land in the test's tmp dir (and ``$ZWZ_UI_ARTIFACTS`` when set). ``ZWZ_UI_DOCS_SCREENSHOT=1`` also refreshes
 ``docs/ui.png`` from the ZoomWorld run.
 """
 
@@ -14,7 +14,7 @@ from zwz.ui.views import RunSettings
 
 # Small answers and images keep each run to a few seconds on two CPU cores.
 FAST = RunSettings(max_tokens=8, agent_max_turns=3)
-ANSWER_PANELS = ("#zwz-global", "#zwz-regional", "#zwz-agent", "#zwz-attention-zoom")
+ANSWER_PANELS = ("#zwz-single", "#zwz-regional", "#zwz-agent", "#zwz-attention-zoom")
 RUN_TIMEOUT_MS = 90_000
 
 

@@ -6,48 +6,32 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from zwz.serve_process import free_port, stop_process, wait_until_up
 
 
 @pytest.fixture(scope="module")
 def demo_ui(tiny_models, tmp_path_factory):
     """``zwz ui --with-server --model <tiny>`` in a subprocess; yields (UI URL, process, log path)."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("zwz-ui") / "ui.log"
     cmd = [sys.executable, "-m", "zwz.cli", "ui", "--with-server", "--model", str(tiny_models["qwen3_vl"]),
            "--port", str(port), "--zoomworld", "3", "--max-tokens", "4"]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    # TMPDIR: the demo server's log (a temporary folder) lands in this test's tmp dir too.
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(log.parent)}
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, f"zwz ui exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"zwz ui did not start:\n{log.read_text()[-3000:]}"
-            time.sleep(0.25)
+        wait_until_up(url, proc, timeout=180, log_path=log, what="zwz ui")
         yield url, proc, log
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)  # SIGTERM: the UI stops its server too
 
 
 def test_named_endpoints_run_a_comparison(demo_ui, images, tmp_path):
@@ -70,7 +54,7 @@ def test_named_endpoints_run_a_comparison(demo_ui, images, tmp_path):
     summary = out[-1]
     assert "5 of 5 views answered" in out[0], out[0]
     assert summary["reference"] == reference and summary["box"] == [int(v) for v in box.split(",")]
-    for view in ("global", "regional", "agent", "attention_zoom"):
+    for view in ("single", "regional", "agent", "attention_zoom"):
         assert summary["views"][view]["verdict"] in ("correct", "incorrect", "unjudged"), summary["views"][view]
     assert summary["views"]["regional"]["images"][0].startswith("the example's crop")
 
@@ -81,7 +65,7 @@ def test_named_endpoints_run_a_comparison(demo_ui, images, tmp_path):
                          api_name="/compare")
     views = out[-1]["views"]
     assert out[-1]["image_size"] == [160, 120]
-    assert all(views[v].get("answer") is not None for v in ("global", "regional", "agent", "attention_zoom")), views
+    assert all(views[v].get("answer") is not None for v in ("single", "regional", "agent", "attention_zoom")), views
     assert 0.0 <= views["heatmap"]["coverage"] <= 1.0
 
 

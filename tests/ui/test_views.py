@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from PIL import Image
 
-from zwz.ui.client import ServerError, ZwzClient, server_root
+from zwz.ui.client import ServerError, ZwzClient
 from zwz.ui.views import VIEWS, Query, RunSettings, agent_crops, parse_box, run_views, verdict
 
 
@@ -49,11 +49,6 @@ def test_verdicts_follow_the_benchmark_rules():
     assert verdict("anything", "") is None
 
 
-def test_server_root_accepts_the_usual_spellings():
-    assert server_root("http://h:8000/v1/chat/completions") == "http://h:8000"
-    assert server_root(" localhost:8000/ ") == "http://localhost:8000"
-
-
 def test_every_view_answers_against_a_live_server(zwz_server, images):
     image = images.noise(320, 240, seed=1)
     query = Query(image, "What is in the box?", box=(40, 40, 200, 160), reference="7",
@@ -61,7 +56,7 @@ def test_every_view_answers_against_a_live_server(zwz_server, images):
     results = _collect(zwz_server, query)
     assert set(results) == set(VIEWS)
     assert not [r.error for r in results.values() if r.error]
-    for view in ("global", "regional", "agent", "attention_zoom"):
+    for view in ("single", "regional", "agent", "attention_zoom"):
         r = results[view]
         assert r.answer is not None and r.latency_ms > 0 and r.model_calls >= 1, view
         assert r.verdict in ("correct", "incorrect", "unjudged"), view
@@ -86,7 +81,7 @@ def test_a_view_that_cannot_apply_is_skipped_while_the_others_run(zwz_server, im
     query = Query(images.noise(96, 96), "What is it?", settings=RunSettings(max_tokens=2))
     results = _collect(zwz_server, query)
     assert results["regional"].skipped and "evidence box" in results["regional"].error
-    assert results["global"].answer is not None and not results["global"].error
+    assert results["single"].answer is not None and not results["single"].error
 
 
 def test_client_errors_are_one_line_messages(zwz_server):

@@ -20,7 +20,7 @@ from zwz.cli import main
 from zwz.distill.zoomworld import generate_zoomworld
 
 MODEL = "qwen3_vl"
-MODES = ["global", "regional", "agent", "attention-zoom"]
+MODES = ["single", "regional", "agent", "attention_zoom"]
 # Small and quick: 1024 px ZoomWorld images under a 256x256 pixel budget, 4-token answers, the agent zooming
 # once (forced: random weights never call the tool) within two model calls.
 FAST = ["--zoomworld", "6", "--zoomworld-size", "1024x1024", "--max-tokens", "4", "--agent-max-tokens", "4",
@@ -101,7 +101,7 @@ def test_eval_end_to_end_with_resume(server, run_app, tmp_path):
         lines = read_lines(path)
         assert len(lines) == 12
         failed = [r for r in lines if r["error"]]
-        assert [(r["mode"], r["id"], r["error_stage"]) for r in failed] == [("attention-zoom", items[1].id, "request")]
+        assert [(r["mode"], r["id"], r["error_stage"]) for r in failed] == [("attention_zoom", items[1].id, "request")]
         assert "injected failure" in failed[0]["error"]
         with path.open("a") as fh:  # a crash in the middle of a write leaves a torn line
             fh.write('{"id": "zw0-00004", "mode": "glo')
@@ -129,8 +129,8 @@ def test_eval_end_to_end_with_resume(server, run_app, tmp_path):
         agent = by_key[("agent", items[index].id)]
         assert agent["model_calls"] == 2 and agent["trajectory"]["forced_calls"] == 1
         assert calls(index, "attention") == 1
-        assert calls(index, "completions") == 3 + agent["model_calls"]  # global, regional, attention-zoom, agent
-    zoom = by_key[("attention-zoom", items[3].id)]
+        assert calls(index, "completions") == 3 + agent["model_calls"]  # single, regional, attention_zoom, agent
+    zoom = by_key[("attention_zoom", items[3].id)]
     assert zoom["model_calls"] == 2 and zoom["image_encodings"] == 3
     assert zoom["trajectory"]["crop_size"][0] > 0
 
@@ -140,9 +140,9 @@ def test_eval_end_to_end_with_resume(server, run_app, tmp_path):
         assert stats["n_items"] == stats["n_answered"] == 6 and stats["n_errors"] == 0
         assert stats["n_decided"] + stats["n_unjudged"] == 6  # no judge: undecided items are flagged, not 0
         assert stats["latency_ms"]["p50"] > 0
-    assert report["modes"]["global"]["model_calls_mean"] == 1.0
+    assert report["modes"]["single"]["model_calls_mean"] == 1.0
     assert report["random_weights"] is True
-    assert set(report["zooming_gap"]) >= {"global", "regional", "gap"}
+    assert set(report["zooming_gap"]) >= {"single", "regional", "gap"}
     markdown = (out / "report.md").read_text()
     assert "Zooming gap" in markdown and "| Regional |" in markdown and "random" in markdown
     with Image.open(out / "accuracy_vs_speed.png") as png:
@@ -152,13 +152,13 @@ def test_eval_end_to_end_with_resume(server, run_app, tmp_path):
 
 def test_eval_server_side_modes(server, tmp_path, capsys):
     out = tmp_path / "server-side"
-    argv = ["eval", "--base-url", server, "--modes", "agent", "attention-zoom", "--agent-side", "server",
+    argv = ["eval", "--base-url", server, "--modes", "agent", "attention_zoom", "--agent-side", "server",
             "--out", str(out), "--limit", "2", *FAST]
     assert main(argv) == 0  # --model omitted: the endpoint's only model
     records = read_lines(out / "predictions.jsonl")
     assert len(records) == 4
     for r in records:
-        assert r["trajectory"]["mode"] == r["mode"].replace("-", "_") and r["model_calls"] == 2
+        assert r["trajectory"]["mode"] == r["mode"] and r["model_calls"] == 2
     # Settings are part of the run: resuming with others is refused rather than mixed into one file.
     assert main([*argv, "--agent-max-turns", "3"]) == 2
     assert "other settings (agent_max_turns 2 -> 3)" in capsys.readouterr().err
@@ -215,17 +215,17 @@ def stub_judge(verdict: str):
 
 def test_unjudged_then_judge_failure_then_judged_without_new_requests(run_app, tmp_path):
     calls: list[dict] = []
-    common = dict(base_url="http://stub", modes=["global"], progress=False, warmup=0,
+    common = dict(base_url="http://stub", modes=["single"], progress=False, warmup=0,
                   transport=stub_endpoint("dark blue", calls))
     report = evaluate(tiny_items(), tmp_path, **common)
-    stats = report["modes"]["global"]
+    stats = report["modes"]["single"]
     assert (stats["accuracy"], stats["n_unjudged"], stats["accuracy_if_unjudged_right"]) == (None, 2, 1.0)
     assert len(calls) == 2 and calls[0]["model"] == "stub" and calls[0]["temperature"] == 0.0
     assert "unjudged" in render_markdown(report)
 
     broken = Judge("http://127.0.0.1:9", "judge", max_retries=0, timeout=5)
     report = evaluate(tiny_items(), tmp_path, judge=broken, **common)
-    stats = report["modes"]["global"]
+    stats = report["modes"]["single"]
     assert (stats["n_errors"], stats["n_judge_errors"], stats["accuracy"]) == (2, 2, None)  # errors, not zeros
     assert report["errors"][0]["stage"] == "judge"
 
@@ -233,7 +233,7 @@ def test_unjudged_then_judge_failure_then_judged_without_new_requests(run_app, t
         judge = Judge(judge_url, "judge", cache_path=tmp_path / "judge_cache.jsonl")
         report = evaluate(tiny_items(), tmp_path, judge=judge, **common)
     assert len(calls) == 2  # stored answers were judged; the model was not asked again
-    stats = report["modes"]["global"]
+    stats = report["modes"]["single"]
     assert (stats["accuracy"], stats["decided_by"]["judge"], stats["n_errors"]) == (1.0, 2, 0)
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 2
 
@@ -249,29 +249,61 @@ def test_server_side_mode_needs_a_zwz_server(tmp_path):
 
 def test_prediction_store_keeps_one_line_per_item(tmp_path):
     path = tmp_path / "predictions.jsonl"
-    rows = [{"mode": "global", "id": "a", "score": 0.0}, {"mode": "global", "id": "b", "error_stage": "request"},
-            {"mode": "global", "id": "a", "score": 1.0}, {"mode": "regional", "id": "a", "score": 1.0}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"mode": "glo')
+    rows = [{"mode": "single", "id": "a", "score": 0.0}, {"mode": "single", "id": "b", "error_stage": "request"},
+            {"mode": "single", "id": "a", "score": 1.0}, {"mode": "regional", "id": "a", "score": 1.0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"mode": "sin')
     store = PredictionStore(path)
-    assert set(store.records) == {("global", "a"), ("regional", "a")}  # b failed: to be retried
-    assert store.records[("global", "a")]["score"] == 1.0
-    assert [json.loads(line)["mode"] for line in path.read_text().splitlines()] == ["global", "regional"]
+    assert set(store.records) == {("single", "a"), ("regional", "a")}  # b failed: to be retried
+    assert store.records[("single", "a")]["score"] == 1.0
+    assert [json.loads(line)["mode"] for line in path.read_text().splitlines()] == ["single", "regional"]
+
+
+def test_prediction_store_reads_old_mode_names(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    rows = [{"mode": "global", "id": "a", "score": 1.0}, {"mode": "attention-zoom", "id": "a", "score": 0.0},
+            {"mode": "single", "id": "b", "score": 1.0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = PredictionStore(path)
+    assert set(store.records) == {("single", "a"), ("attention_zoom", "a"), ("single", "b")}
+    assert [json.loads(line)["mode"] for line in path.read_text().splitlines()] == [
+        "single", "attention_zoom", "single"]  # rewritten with the new names
 
 
 def test_report_follows_table_7():
     items = [BenchItem(f"c{i}", b"", None, "q", "a", dimension="counting") for i in range(3)]
     items += [BenchItem("o0", b"", None, "q", "a", dimension="ocr")]
-    scores = {"global": {"c0": 1, "c1": 0, "c2": 0, "o0": 1}, "regional": {"c0": 1, "c1": 1, "c2": 0, "o0": 1}}
+    scores = {"single": {"c0": 1, "c1": 0, "c2": 0, "o0": 1}, "regional": {"c0": 1, "c1": 1, "c2": 0, "o0": 1}}
     records = [{"mode": m, "id": i, "dimension": "ocr" if i == "o0" else "counting", "score": float(s),
                 "decided_by": "rule", "latency_ms": 10.0 * (k + 1), "model_calls": 1, "image_encodings": 1}
                for m, row in scores.items() for k, (i, s) in enumerate(row.items())]
-    report = build_report(records, {"global": items, "regional": items})
+    report = build_report(records, {"single": items, "regional": items})
     gap = report["zooming_gap"]
     assert gap["dimensions"] == ["counting", "ocr"]
-    assert gap["global"]["counting"] == pytest.approx(1 / 3) and gap["regional"]["counting"] == pytest.approx(2 / 3)
-    assert gap["global"]["avg"] == 0.5 and gap["regional"]["avg"] == 0.75  # weighted by items, not by dimension
+    assert gap["single"]["counting"] == pytest.approx(1 / 3) and gap["regional"]["counting"] == pytest.approx(2 / 3)
+    assert gap["single"]["avg"] == 0.5 and gap["regional"]["avg"] == 0.75  # weighted by items, not by dimension
     assert gap["gap"]["counting"] == pytest.approx(1 / 3) and gap["gap"]["ocr"] == 0 and gap["gap"]["avg"] == 0.25
-    assert report["modes"]["global"]["latency_ms"]["p50"] == 25.0
+    assert report["modes"]["single"]["latency_ms"]["p50"] == 25.0
     markdown = render_markdown(report)
-    assert "| Global | 33.33 | 100.00 | 50.00 |" in markdown
+    assert "| Global (single) | 33.33 | 100.00 | 50.00 |" in markdown
     assert "| *Zooming Gap* | 33.33 | 0.00 | 25.00 |" in markdown
+
+
+def test_a_run_written_with_the_old_mode_names_resumes(tmp_path):
+    calls: list[dict] = []
+    common = dict(base_url="http://stub", progress=False, warmup=0, transport=stub_endpoint("blue", calls))
+    evaluate(tiny_items(), tmp_path, modes=["single"], **common)
+    assert len(calls) == 2
+    for name in ("predictions.jsonl", "run.json"):  # as a run before the rename wrote them
+        path = tmp_path / name
+        path.write_text(path.read_text().replace('"single"', '"global"'))
+    assert '"global"' in (tmp_path / "run.json").read_text()
+
+    with pytest.warns(DeprecationWarning, match="'global' is deprecated"):
+        from zwz.defaults import canonical_mode
+
+        canonical_mode("global")
+    report = evaluate(tiny_items(), tmp_path, modes=["global"], **common)  # the old spelling, from code
+    assert len(calls) == 2  # nothing asked again
+    assert list(report["modes"]) == ["single"] and report["modes"]["single"]["accuracy"] == 1.0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert list(run["modes"]) == ["single"]
