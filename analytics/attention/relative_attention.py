@@ -183,6 +183,12 @@ def _finish(pair: PromptPair, layers: list[int], question: torch.Tensor, generic
     )
 
 
+def from_span_attention(pair: PromptPair, layers: list[int], question: torch.Tensor, generic: torch.Tensor, *,
+                        timings: dict[str, float] | None = None, eps: float = EPS) -> RelativeAttention:
+    """Finish the fast method from (L, T) head-averaged image-span attention computed elsewhere (vLLM's workers)."""
+    return _finish(pair, layers, question, generic, "fast", dict(timings or {}), eps)
+
+
 @torch.inference_mode()
 def relative_attention(model, processor, pair: PromptPair, *, layers: LayerSpec = None, method: Method = "fast",
                        eps: float = EPS) -> RelativeAttention:

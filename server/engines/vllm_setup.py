@@ -24,6 +24,9 @@ INSTALL_HINT = "pip install -e '.[vllm]' on a GPU machine, pip install -e '.[vll
 # bindings were 1.2-3x slower on 2 cores.
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
+# The worker extension that captures attention maps (named, not imported: it imports torch).
+WORKER_EXTENSION = "zwz.server.engines.vllm_attention_worker.AttentionCaptureWorker"
+
 
 def vllm_importable() -> bool:
     """True when a vLLM distribution (the CUDA build or vllm-cpu) is installed."""
@@ -53,6 +56,7 @@ class VllmSettings:
 
     max_model_len: int | None = None  # None: the model's
     max_num_seqs: int | None = None  # requests decoded together; None: vLLM's default
+    max_num_batched_tokens: int | None = None  # tokens per step (longer prompts are chunked); None: vLLM's
     max_queue: int = 64  # requests admitted beyond max_num_seqs before answering 503
     default_max_tokens: int = 512
     dtype: str = "auto"  # auto: fp32 on CPU (as the transformers engine), the checkpoint's dtype on GPU
@@ -109,10 +113,14 @@ def engine_args(model_dir: str | Path, settings: VllmSettings, *, cpu: bool) -> 
         dtype=resolve_dtype(settings.dtype, cpu),
         max_model_len=settings.max_model_len,
         max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
         tensor_parallel_size=settings.tensor_parallel_size,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         enforce_eager=cpu if settings.enforce_eager is None else settings.enforce_eager,
         enable_prefix_caching=True,
         limit_mm_per_prompt={"image": settings.limit_images, "video": 0},  # zwz serves images only
         disable_log_stats=False,  # the vllm:* Prometheus metrics and zwz's batch statistics need them
+        # Attention maps are captured in the workers (vllm_attention_worker.py); it only adds methods until
+        # the engine installs it, and then hooks only the steps of requests that ask for a map.
+        worker_extension_cls=WORKER_EXTENSION,
     )
