@@ -1,6 +1,7 @@
 """The paper's box proposer P(I) with SAM3: one text prompt per inventoried object, a box kept only when SAM3
-finds exactly one confident instance (paper App. 8.1; the official ``create_crops.py`` keeps single-instance
-objects, ``create_questions.py`` then drops scores under 0.75).
+finds exactly one instance (score > 0.5, what SAM3's own predictor reports) and that instance scores >= 0.75
+(paper App. 8.1; the official ``create_crops.py`` keeps single-instance objects, ``create_questions.py`` then
+drops scores under 0.75). ``instance_threshold=0.75`` gives the looser reading "exactly one above 0.75".
 
 Public API (what the distillation pipeline calls):
 
@@ -9,6 +10,7 @@ Public API (what the distillation pipeline calls):
     boxes = [r.box for r in results if r.kept]                         # (x1, y1, x2, y2) pixels of `image`
 
     propose_boxes_sam3(image, names, model_dir, score_threshold=0.75)  # the same through a cached proposer
+    Sam3BoxProposer.from_model(model, tokenizer)                       # around an already loaded Sam3Model
 
 Every name comes back with ``reason`` = ``"kept"`` or why it was dropped (``no_instance``,
 ``multiple_instances``, ``low_score``, ``empty_box``, ``too_large`` when ``max_area_ratio`` is set), so a
