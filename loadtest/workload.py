@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,8 +23,6 @@ from zwz.analytics.zoom.requests import ZOOM_MODES, zoom_chat_body
 from zwz.scoring.judge import Judge
 from zwz.scoring import make_benchmark_scorer
 from zwz.loadtest.plan import SweepPlan
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["SCORE", "UNSCORED", "UNJUDGED", "WRONG", "Workload", "configure", "workload"]
 

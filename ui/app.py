@@ -12,7 +12,6 @@ last output is a JSON summary of every view), ``/load_example``, ``/list_example
 # run time to inject event data.
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -26,8 +25,6 @@ from zwz.ui.examples import ExampleCatalog
 from zwz.ui.form import InputError, build_query, read_settings, upload_path
 from zwz.ui.render import answer_markdown, heading, heatmap_markdown, status_markdown, summary_json
 from zwz.ui.views import ANSWER_VIEWS, Query, RunSettings, ViewResult, draw_boxes, format_box, parse_box, run_views
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["build_app", "launch"]
 
