@@ -2,7 +2,7 @@
 
 An engine without attention maps gets the one 501 on every attention feature, before it is asked to do
 anything; queue depth and batch listeners reach /metrics through the protocol; an object that is not an
-engine is refused when the app is assembled.
+engine is refused when the app is assembled (so the vLLM-parametrized server tests check that engine too).
 """
 
 from __future__ import annotations
@@ -70,12 +70,6 @@ def test_an_object_missing_members_is_refused_at_assembly(scripted_engine):
     with pytest.raises(TypeError, match="ScriptedEngine does not implement the Engine protocol .*: it lacks "
                                         "batch_listeners"):
         create_app(ServerSettings(), engine)
-
-
-def test_vllm_engine_declares_no_attention_maps():
-    from zwz.server.engines.vllm_engine import VllmEngine  # vLLM itself is imported only when one is built
-
-    assert VllmEngine.attention_maps is None
 
 
 def test_transformers_engine_implements_the_protocol_with_maps(tiny_models):
