@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16, help="prompts per forward pass")
     p.add_argument("--image", default="4032x3024", help="WIDTHxHEIGHT of the input photo")
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--skip-propose", action="store_true", help="time the parts only (slow machines)")
     args = p.parse_args()
     if not 1 <= args.prompts <= len(NAMES):
         p.error(f"--prompts must be in 1..{len(NAMES)}")
@@ -88,30 +89,24 @@ def main() -> None:
     print(f"SAM3 {n_params / 1e6:.1f}M parameters on {proposer.device} ({proposer.dtype}), "
           f"input {proposer.settings.height}x{proposer.settings.width}, photo {width}x{height}, {len(names)} prompts")
 
-    pixels, size = proposer._pixels(image)
-    text = proposer._text(names[:1])
-    with torch.inference_mode():
-        vision = proposer.model.get_vision_features(pixel_values=pixels)
-        rows = [
-            ("preprocess (CPU)", timed(lambda: preprocess_images([image], proposer.settings), proposer.device,
-                                       args.iters)),
-            ("image encoder", timed(lambda: proposer.model.get_vision_features(pixel_values=pixels), proposer.device,
-                                    args.iters)),
-            ("1 prompt on shared features", timed(lambda: proposer.model(vision_embeds=vision, **text),
-                                                  proposer.device, args.iters)),
-        ]
-        batch = proposer._text(names[: args.batch])
-        n = batch["input_ids"].shape[0]
-        rows.append((f"{n} prompts, one pass", timed(
-            lambda: proposer.model(vision_embeds=_broadcast(vision, n), **batch), proposer.device, args.iters)))
-    rows.append((f"propose(): {len(names)} names, batch {args.batch}",
-                 timed(lambda: proposer.propose(image, names), proposer.device, args.iters)))
-    one_by_one = Sam3BoxProposer.from_model(proposer.model, proposer.tokenizer, proposer.settings, prompt_batch_size=1)
-    rows.append((f"propose(): {len(names)} names, batch 1", timed(lambda: one_by_one.propose(image, names),
-                                                                  proposer.device, args.iters)))
-    for label, ms in rows:
-        print(f"  {label:<36} {ms:10.1f} ms")
+    def report(label: str, fn: Callable[[], object]) -> None:
+        print(f"  {label:<36} {timed(fn, proposer.device, args.iters):10.1f} ms", flush=True)
 
+    pixels, _ = proposer._pixels(image)
+    text = proposer._text(names[:1])
+    batch = proposer._text(names[: args.batch])
+    n = batch["input_ids"].shape[0]
+    report("preprocess (CPU)", lambda: preprocess_images([image], proposer.settings))
+    with torch.inference_mode():
+        report("image encoder", lambda: proposer.model.get_vision_features(pixel_values=pixels))
+        vision = proposer.model.get_vision_features(pixel_values=pixels)
+        report("1 prompt on shared features", lambda: proposer.model(vision_embeds=vision, **text))
+        report(f"{n} prompts, one pass", lambda: proposer.model(vision_embeds=_broadcast(vision, n), **batch))
+    if args.skip_propose:
+        return
+    report(f"propose(): {len(names)} names, batch {args.batch}", lambda: proposer.propose(image, names))
+    one_by_one = Sam3BoxProposer.from_model(proposer.model, proposer.tokenizer, proposer.settings, prompt_batch_size=1)
+    report(f"propose(): {len(names)} names, batch 1", lambda: one_by_one.propose(image, names))
 
 if __name__ == "__main__":
     main()
