@@ -118,7 +118,8 @@ def noise_image(width: int = 448, height: int = 448, seed: int = 0):
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-def image_data_url(image, fmt: str = "PNG") -> str:
+def encoded_data_url(image, fmt: str = "PNG") -> str:
+    """A data URL of ``image`` encoded as ``fmt`` (any PIL format, unlike zwz.endpoint.image_data_url's choice)."""
     buf = io.BytesIO()
     image.save(buf, fmt)
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
@@ -131,7 +132,7 @@ def images():
     class Images:
         png_data_url = staticmethod(png_data_url)
         noise = staticmethod(noise_image)
-        data_url = staticmethod(image_data_url)
+        data_url = staticmethod(encoded_data_url)
 
     return Images
 

@@ -55,11 +55,9 @@ def test_cli_says_what_to_install_without_locust(monkeypatch, tmp_path, capsys):
 
 
 def test_cli_unreachable_server_is_one_line(tmp_path, capsys):
-    import socket
+    from zwz.serve_process import free_port
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     assert main(["bench", "--base-url", f"http://127.0.0.1:{port}", "--zoomworld", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"zwz bench: error: cannot reach http://127.0.0.1:{port}")
