@@ -118,3 +118,13 @@ def test_a_consumer_that_stops_early_leaves_no_request_running(run_app, images):
 
     with run_app(_never_answers) as url:
         assert asyncio.run(go(url)) == []
+
+
+def test_the_form_defaults_come_from_the_shared_table():
+    from zwz.defaults import AGENT_FIXED_TURNS, AGENT_MAX_TURNS, ANSWER_MAX_TOKENS
+    from zwz.ui.form import read_settings
+
+    blank = read_settings(None, "", None, None, None)
+    assert blank == RunSettings() == RunSettings(max_tokens=ANSWER_MAX_TOKENS, agent_max_turns=AGENT_MAX_TURNS,
+                                                 agent_fixed_turns=AGENT_FIXED_TURNS)
+    assert blank.agent_max_turns == 20  # Qwen-Agent's limit, as zwz eval and zwz bench use
