@@ -60,9 +60,6 @@ __all__ = [
     "FORCED_ZOOM_BBOX",
     "AgentResult",
     "AgentTurn",
-    "BackendError",
-    "BackendReply",
-    "ChatBackend",
     "ToolCallRecord",
     "run_zoom_agent",
 ]

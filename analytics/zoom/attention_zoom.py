@@ -31,7 +31,14 @@ from typing import Any, Literal, Protocol
 
 from PIL import Image
 
-from zwz.analytics.zoom.backend import BackendError, BackendReply, ChatBackend, count_images, split_last_user_turn, user_turn
+from zwz.analytics.zoom.backend import (
+    BackendError,
+    BackendReply,
+    ChatBackend,
+    count_images,
+    split_last_user_turn,
+    user_turn,
+)
 from zwz.analytics.zoom.requests import AttentionMapReply
 
 logger = logging.getLogger(__name__)
@@ -112,8 +119,8 @@ def zoomed_conversation(history: list[dict[str, Any]], images: list[Image.Image]
     """The answer call's conversation: ``history`` as it came, then the zoomed turn [images, crop, note + question].
 
     >>> turn = zoomed_conversation([], ["image"], "What is it?", "crop")[-1]
-    >>> [p.get("image", p.get("text")) for p in turn["content"]][:2], turn["content"][-1]["text"].endswith("What is it?")
-    (['image', 'crop'], True)
+    >>> [p.get("image") for p in turn["content"]], turn["content"][-1]["text"].endswith("What is it?")
+    (['image', 'crop', None], True)
     """
     return [*history, user_turn([*images, crop], f"{ZOOMED_VIEW_NOTE}\n{question}")]
 
