@@ -53,6 +53,7 @@ from zwz.analytics.zoom.tool import (
     parse_call_json,
     validate_zoom_call,
 )
+from zwz.defaults import AGENT_FIXED_TURNS, AGENT_MAX_TURNS
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +209,10 @@ async def run_zoom_agent(
     images: list[Image.Image],
     question: str,
     *,
-    max_turns: int = 20,
+    max_turns: int = AGENT_MAX_TURNS,
     system_prompt: str | None = None,
     history: list[dict[str, Any]] | None = None,
-    fixed_turns: int = 0,
+    fixed_turns: int = AGENT_FIXED_TURNS,
     sampling: dict[str, Any] | None = None,
     crop_min_pixels: int | None = None,
     crop_max_pixels: int | None = None,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zwz.analytics.zoom.agent import AgentResult
 from zwz.analytics.zoom.attention_zoom import AttentionZoomResult
+from zwz.defaults import AGENT_FIXED_TURNS, AGENT_MAX_TURNS
 
 
 # -- request ---------------------------------------------------------------------------------------------
@@ -79,8 +80,9 @@ class AgentOptions(BaseModel):
     """Settings of the tool-use zoom agent mode."""
 
     model_config = ConfigDict(extra="forbid")
-    max_turns: int = Field(20, ge=1, le=50, description="Model calls at most (Qwen-Agent allows 20).")
-    fixed_turns: int = Field(0, ge=0, description="Timing harness: zoom this many times even if the model does not ask.")
+    max_turns: int = Field(AGENT_MAX_TURNS, ge=1, le=50, description="Model calls at most (Qwen-Agent allows 20).")
+    fixed_turns: int = Field(AGENT_FIXED_TURNS, ge=0,
+                             description="Timing harness: zoom this many times even if the model does not ask.")
 
 
 class ChatCompletionRequest(BaseModel):
