@@ -99,16 +99,17 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                                        "suggested zoom dashed)", interactive=False, height=420, elem_id="zwz-heatmap")
                 heatmap_md = gr.Markdown(heatmap_markdown(None, None), elem_id="zwz-heatmap-info",
                                          elem_classes="zwz-panel")
+        def view_image(label: str):
+            return gr.Image(type="pil", format="png", label=label, interactive=False, height=260)
+
         with gr.Row(equal_height=False):
             with gr.Column(elem_classes="zwz-panel", min_width=220):
                 gr.Markdown(heading("single"))
-                single_img = gr.Image(type="pil", format="png", label="whole image (evidence box green)",
-                                      interactive=False, height=260)
+                single_img = view_image("whole image (evidence box green)")
                 single_md = gr.Markdown(answer_markdown(None), elem_id="zwz-single")
             with gr.Column(elem_classes="zwz-panel", min_width=220):
                 gr.Markdown(heading("regional"))
-                regional_img = gr.Image(type="pil", format="png", label="the crop it saw", interactive=False,
-                                        height=260)
+                regional_img = view_image("the crop it saw")
                 regional_md = gr.Markdown(answer_markdown(None), elem_id="zwz-regional")
             with gr.Column(elem_classes="zwz-panel", min_width=220):
                 gr.Markdown(heading("agent"))
@@ -117,8 +118,7 @@ def build_app(server_url: str, *, api_key: str | None = None, model: str | None 
                 agent_md = gr.Markdown(answer_markdown(None), elem_id="zwz-agent")
             with gr.Column(elem_classes="zwz-panel", min_width=220):
                 gr.Markdown(heading("attention_zoom"))
-                zoom_img = gr.Image(type="pil", format="png", label="the zoom it chose", interactive=False,
-                                    height=260)
+                zoom_img = view_image("the zoom it chose")
                 zoom_md = gr.Markdown(answer_markdown(None), elem_id="zwz-attention-zoom")
         with gr.Accordion("Raw results (JSON)", open=False):
             raw = gr.JSON(label="views", elem_id="zwz-raw")
