@@ -30,11 +30,13 @@ __all__ = ["Journal"]
 class Journal:
     """An append-only JSONL file; ``records`` holds what was durably written before (in file order)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.records: list[dict[str, Any]] = self._recover()
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = None if readonly else self.path.open("a", encoding="utf-8")
 
     def _recover(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -50,7 +52,7 @@ class Journal:
             except json.JSONDecodeError:
                 break  # a torn write followed by nothing valid: everything after it is cut
             good += len(line)
-        if good < len(data):
+        if good < len(data) and not self.readonly:  # another process's file is read up to its last whole line
             logger.warning("%s: dropping %d bytes of a torn last record", self.path, len(data) - good)
             with self.path.open("r+b") as fh:
                 fh.truncate(good)
@@ -60,13 +62,16 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably (flush + fsync) and remember it."""
+        if self._fh is None:
+            raise ValueError(f"{self.path} was opened read-only")
         self._fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.records.append(record)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
     def __enter__(self) -> Journal:
         return self

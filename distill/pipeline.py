@@ -36,7 +36,11 @@ from zwz.distill.teachers import TeacherPool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConfigMismatch", "StageReport", "enabled_stages", "list_pool", "prepare_run", "run_local"]
+__all__ = [
+    "ConfigMismatch", "StageReport", "close_stage", "decode_input", "enabled_stages", "encode_input", "list_pool",
+    "make_context", "open_stage", "prepare_run", "progress_bar", "ray_journals", "run_local", "run_stage",
+    "stage_row", "stage_rows", "teacher_pool",
+]  # fmt: skip
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _TYPES: dict[str, type] = {"PoolImage": PoolImage, "Region": Region, "QA": QA, "Item": Item}
@@ -117,7 +121,7 @@ def prepare_run(config: DistillConfig, out: Path, *, restart: bool = False, forc
     return work
 
 
-def _key(record: Any) -> str:
+def input_key(record: Any) -> str:
     return record if isinstance(record, str) else record.key
 
 
@@ -126,37 +130,52 @@ def _decode(stage: str, rows: list[dict[str, Any]]) -> list[Any]:
     return [cls.from_json(r) for r in rows]
 
 
-async def run_stage(
-    ctx: StageContext, name: str, inputs: list[Any], *, progress: bool = True, in_flight: int = 64
-) -> tuple[list[Any], StageReport]:
-    """Run one stage over ``inputs`` with a durable journal; returns its outputs in input order."""
-    fn, _ = STAGES[name]
-    journal = Journal(ctx.work / f"{name}.jsonl")
-    done = {r["key"]: r for r in journal.records}
-    pending = [x for x in inputs if _key(x) not in done]
-    report = StageReport(name, items_in=len(inputs), resumed=len(inputs) - len(pending))
-    start = time.perf_counter()
-    bar = _bar(name, len(inputs), report.resumed, progress)
-    limit = asyncio.Semaphore(in_flight)  # bounds records held in memory; the teachers bound the calls
+def encode_input(record: Any) -> str:
+    """A stage input as a JSON string (file paths for the pool stage, records after it): for Ray rows."""
+    return json.dumps(record if isinstance(record, str) else record.to_json(), ensure_ascii=False)
 
-    async def one(record: Any) -> None:
-        async with limit:
-            outputs, drops = await fn(ctx, record)
-        row = {"key": _key(record), "out": [o.to_json() for o in outputs], "drops": dict(drops)}
-        journal.append(row)
-        done[row["key"]] = row
-        bar.update(1)
 
-    try:
-        await asyncio.gather(*(one(x) for x in pending))
-    finally:
-        journal.close()
-        bar.close()
+def decode_input(name: str, text: str) -> Any:
+    _, kind = STAGES[name]
+    data = json.loads(text)
+    return data if kind is str else kind.from_json(data)
+
+
+def stage_row(record: Any, outputs: list[Any], drops: Counter) -> dict[str, Any]:
+    """The journal line of one finished input: its key, its outputs and why anything was dropped."""
+    return {"key": input_key(record), "out": [o.to_json() for o in outputs], "drops": dict(drops)}
+
+
+def ray_journals(work: Path, name: str) -> list[Path]:
+    """The per-actor journals the Ray backend wrote for a stage."""
+    return sorted((work / "ray_journals" / name).glob("*.jsonl"))
+
+
+def stage_rows(work: Path, name: str) -> dict[str, dict]:
+    """Every journalled row of a stage, by input key: the local journal and the Ray actors' journals."""
+    rows: dict[str, dict] = {}
+    for path in [*ray_journals(work, name), work / f"{name}.jsonl"]:
+        if path.exists():
+            rows.update((r["key"], r) for r in Journal(path, readonly=True).records)
+    return rows
+
+
+def open_stage(work: Path, name: str, inputs: list[Any]) -> tuple[Journal, dict[str, dict], list[Any], StageReport]:
+    """The stage's journal, what it already holds (by key), the inputs still to do, and a fresh report."""
+    journal = Journal(work / f"{name}.jsonl")
+    done = stage_rows(work, name)
+    pending = [x for x in inputs if input_key(x) not in done]
+    return journal, done, pending, StageReport(name, items_in=len(inputs), resumed=len(inputs) - len(pending))
+
+
+def close_stage(name: str, inputs: list[Any], done: dict[str, dict], report: StageReport, start: float
+                ) -> tuple[list[Any], StageReport]:  # fmt: skip
+    """Outputs in input order (so resumed and uninterrupted runs agree), one per id, and the stage's counts."""
     outputs: list[Any] = []
     drops: Counter = Counter()
     seen: set[str] = set()
     for x in inputs:
-        row = done[_key(x)]
+        row = done[input_key(x)]
         drops.update(row["drops"])
         for o in _decode(name, row["out"]):
             if o.key not in seen:  # the same box proposed twice, say: one record per id
@@ -171,17 +190,51 @@ async def run_stage(
     return outputs, report
 
 
+async def run_stage(
+    ctx: StageContext, name: str, inputs: list[Any], *, progress: bool = True, in_flight: int = 64
+) -> tuple[list[Any], StageReport]:
+    """Run one stage over ``inputs`` with a durable journal; returns its outputs in input order."""
+    fn, _ = STAGES[name]
+    journal, done, pending, report = open_stage(ctx.work, name, inputs)
+    start = time.perf_counter()
+    bar = progress_bar(name, len(inputs), report.resumed, progress)
+    limit = asyncio.Semaphore(in_flight)  # bounds records held in memory; the teachers bound the calls
+
+    async def one(record: Any) -> None:
+        async with limit:
+            outputs, drops = await fn(ctx, record)
+        row = stage_row(record, outputs, drops)
+        journal.append(row)
+        done[row["key"]] = row
+        bar.update(1)
+
+    try:
+        await asyncio.gather(*(one(x) for x in pending))
+    finally:
+        journal.close()
+        bar.close()
+    return close_stage(name, inputs, done, report, start)
+
+
 class _NoBar:
     def update(self, n: int) -> None: ...
     def close(self) -> None: ...
 
 
-def _bar(name: str, total: int, initial: int, enabled: bool):
+def progress_bar(name: str, total: int, initial: int, enabled: bool):
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=f"{name:>15}", unit="rec", file=sys.stderr, leave=True)
+
+
+def teacher_pool(config: DistillConfig, work: Path, cache_path: Path) -> TeacherPool:
+    """The run's teacher clients; they replay every call cache of the run (either backend's)."""
+    caches = [work / "calls.jsonl", *sorted((work / "ray_calls").glob("*.jsonl"))]
+    return TeacherPool(cache_path=cache_path, read_cache_paths=[c for c in caches if c != cache_path],
+                       concurrency=config.concurrency, timeout=config.timeout, max_retries=config.max_retries,
+                       retry_backoff=config.retry_backoff)  # fmt: skip
 
 
 def make_context(config: DistillConfig, work: Path, teachers: TeacherPool,
@@ -208,8 +261,7 @@ async def run_stages(
     """All enabled stages in order; returns the final items, the per-stage reports and the call statistics."""
     pool_files = list_pool(config.images)
     reports: list[StageReport] = []
-    async with TeacherPool(cache_path=work / "calls.jsonl", concurrency=config.concurrency, timeout=config.timeout,
-                           max_retries=config.max_retries, retry_backoff=config.retry_backoff) as teachers:  # fmt: skip
+    async with teacher_pool(config, work, work / "calls.jsonl") as teachers:
         ctx = make_context(config, work, teachers, proposer)
         records: list[Any] = pool_files
         for name in enabled_stages(config):

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ class TeacherPool:
         self,
         *,
         cache_path: str | os.PathLike[str] | None = None,
+        read_cache_paths: Sequence[str | os.PathLike[str]] = (),
         concurrency: int = 8,
         timeout: float = 120.0,
         max_retries: int = 3,
@@ -120,8 +122,11 @@ class TeacherPool:
         self.stats = CallStats()
         self._journal = Journal(cache_path) if cache_path is not None else None
         self._cache: dict[str, dict[str, Any]] = {}
+        for path in read_cache_paths:  # other writers' caches (Ray actors): replayed, never written
+            if Path(path).exists():
+                self._cache.update((r["key"], r) for r in Journal(path, readonly=True).records)
         if self._journal is not None:
-            self._cache = {r["key"]: r for r in self._journal.records}
+            self._cache.update((r["key"], r) for r in self._journal.records)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._client: httpx.AsyncClient | None = None
 
