@@ -55,7 +55,8 @@ __all__ = ["WORKER_EXTENSION", "AnswerMap", "AttentionCaptureError", "MapPlan", 
 class AttentionCaptureError(EngineError):
     """The workers could not capture what a map needs (e.g. a step ran as a CUDA graph): no map, never a wrong one."""
 
-    code = "attention_capture_failed"
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="zwz_attention", code="attention_capture_failed")
 
 
 @dataclass
@@ -70,16 +71,28 @@ class MapPlan:
     generic_input: Any  # vLLM engine input: the question's, with the generic prompt's token ids
 
 
-def engine_input_pair(engine_input: Any, processor: Any) -> PromptPair:
-    """The question/generic prompt pair of a rendered vLLM engine input (its last image is the one mapped)."""
-    ids = torch.tensor(engine_input["prompt_token_ids"])[None]
-    mm_kwargs = engine_input.get("mm_kwargs") or {}
-    images = mm_kwargs.get("image") or []
-    if not images:
+def image_grid_thw(image_processor: Any, image: Image.Image, size: dict[str, int] | None = None) -> list[int]:
+    """The (t, h, w) patch grid Qwen-VL's image processor gives ``image`` under the pixel budget ``size``.
+
+    Computed here because vLLM's renderer leaves out the processed data of an image its cache already holds.
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    size = size or image_processor.size
+    patch = image_processor.patch_size
+    height, width = smart_resize(image.height, image.width, factor=patch * image_processor.merge_size,
+                                 min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
+    return [1, height // patch, width // patch]
+
+
+def engine_input_pair(engine_input: Any, processor: Any, image: Image.Image | None,
+                      size: dict[str, int] | None = None) -> PromptPair:
+    """The question/generic prompt pair of a rendered vLLM engine input; ``image`` is its last image."""
+    if image is None:
         raise ValueError("the prompt has no image to map")
-    grid = images[-1]["image_grid_thw"]
-    grid = getattr(grid, "data", grid)  # vLLM's MultiModalFieldElem wraps the tensor
-    return pair_from_inputs({"input_ids": ids, "image_grid_thw": torch.as_tensor(grid).reshape(1, 3)}, processor)
+    ids = torch.tensor(engine_input["prompt_token_ids"])[None]
+    grid = torch.tensor([image_grid_thw(processor.image_processor, image, size)])
+    return pair_from_inputs({"input_ids": ids, "image_grid_thw": grid}, processor)
 
 
 class VllmAttentionMaps:
@@ -115,13 +128,12 @@ class VllmAttentionMaps:
         except ValueError as exc:
             raise InvalidRequestError(str(exc), param="layer", code="layer_out_of_range") from None
 
-    def plan(self, engine_input: Any, layers: list[int]) -> MapPlan:
-        """Plan the map of a rendered prompt; a prompt without an image is the client's error."""
-        try:
-            pair = engine_input_pair(engine_input, self.processor)
-        except ValueError as exc:
-            raise InvalidRequestError(f"an attention map needs an image in the prompt ({exc})",
-                                      param="zwz_attention") from None
+    def plan(self, engine_input: Any, layers: list[int], image: Image.Image | None,
+             size: dict[str, int] | None = None) -> MapPlan:
+        """Plan the map of a rendered prompt whose last image is ``image`` (None: the client's error)."""
+        if image is None:
+            raise InvalidRequestError("an attention map needs an image in the prompt", param="zwz_attention")
+        pair = engine_input_pair(engine_input, self.processor, image, size)
         map_id = f"zwz-map-{next(self._ids)}"
         generic_ids = pair.generic_ids[0].tolist()
         generic_input = dict(engine_input)
@@ -169,7 +181,7 @@ class VllmAttentionMaps:
         timings["map"] = (time.perf_counter() - t0) * 1e3
         errors = [r["error"] for r in results if "error" in r]
         if errors:
-            raise AttentionCaptureError(errors[0], param="zwz_attention")
+            raise AttentionCaptureError(errors[0])
         sums = {layer: np.zeros((2, end - start), np.float64) for layer in plan.layers}
         heads = dict.fromkeys(plan.layers, 0)
         for rank in results:
@@ -178,7 +190,7 @@ class VllmAttentionMaps:
                 heads[layer] += rank["num_heads"]
         missing = [layer for layer in plan.layers if heads[layer] == 0]
         if missing:
-            raise AttentionCaptureError(f"no worker returned layers {missing}", param="zwz_attention")
+            raise AttentionCaptureError(f"no worker returned layers {missing}")
         probs = torch.from_numpy(np.stack([sums[layer] / heads[layer] for layer in plan.layers])).float()  # (L, 2, T)
         return from_span_attention(pair, plan.layers, probs[:, 0], probs[:, 1], timings=timings)
 
@@ -205,7 +217,7 @@ class VllmAttentionMaps:
             request = GenerationRequest(messages=[ChatMessage("user", [image, question])], min_pixels=min_pixels,
                                         max_pixels=max_pixels, stream=False)
             rendered = await self._render(request)
-            plan = self.plan(rendered.engine_input, selected)
+            plan = self.plan(rendered.engine_input, selected, image, rendered.size)
             params = self.arm(SamplingParams(max_tokens=1, temperature=0.0,
                                              output_kind=RequestOutputKind.FINAL_ONLY), plan)
             answer = self.start(plan)

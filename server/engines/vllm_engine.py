@@ -31,6 +31,7 @@ from zwz.server.engines.base import (
 from zwz.server.engines.conversation import render_prompt
 from zwz.server.engines.model_loading import detect_family
 from zwz.server.engines.request_policy import check_context, pixel_budget, row_settings
+from zwz.server.engines.vllm_attention import AnswerMap, VllmAttentionMaps
 from zwz.server.engines.vllm_setup import VllmSettings, apply_cpu_environment, engine_args, on_cpu_platform
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "cancelled"}
@@ -41,13 +42,15 @@ class _Rendered:
     engine_input: Any  # vLLM's EngineInput: expanded prompt token ids plus processed images
     prompt_tokens: int
     visual_tokens: int
+    images: list[Any] = dataclasses.field(default_factory=list)  # the decoded images, in prompt order
+    size: dict[str, int] | None = None  # the request's pixel budget (the processor's ``size``), if it set one
 
 
 class VllmEngine:
     """Engine backed by vLLM's ``AsyncLLM`` (its engine core runs in worker processes it starts)."""
 
-    # No attention maps: they need the queries and keys of the prefill, which vLLM's kernels never expose.
-    attention_maps: None = None
+    # Attention maps, captured inside vLLM's workers (vllm_attention.py).
+    attention_maps: VllmAttentionMaps
 
     def __init__(self, model_dir: str | Path, settings: VllmSettings | None = None, *,
                  random_weights: bool = False) -> None:
@@ -81,6 +84,9 @@ class VllmEngine:
             dtype=str(model_config.dtype).removeprefix("torch."),
             random_weights=random_weights,
         )
+        text_config = model_config.hf_config.get_text_config()
+        self.attention_maps = VllmAttentionMaps(None, self.processor, num_layers=text_config.num_hidden_layers,
+                                                render=self._render)
         self._llm: Any = None
         self._tok_params: Any = None
         self._request_ids = itertools.count()
@@ -106,6 +112,8 @@ class VllmEngine:
                                               stat_loggers=[stats], disable_log_stats=False)
         # zwz checks the context itself after the images are expanded, with the transformers engine's errors.
         self._tok_params = dataclasses.replace(self._llm.renderer.default_cmpl_tok_params, max_total_tokens=None)
+        self.attention_maps.llm = self._llm
+        await self.attention_maps.install()  # hooks the workers' model runners; idle until a map is asked for
 
     async def stop(self) -> None:
         if self._llm is not None:
@@ -132,27 +140,37 @@ class VllmEngine:
     async def submit(self, request: GenerationRequest) -> _RequestStream:
         if self._llm is None:
             raise RuntimeError("engine not started")
-        if request.attention is not None:
-            raise InvalidRequestError("attention maps need the transformers engine (zwz serve --engine "
-                                      "transformers)", param="zwz_attention", code="not_supported")
+        layers = None if request.attention is None else self.attention_maps.check_layers(request.attention.layers)
         # Running slots plus the waiting room; beyond that, refuse before spending time on preprocessing.
         if self._in_flight >= self.max_num_seqs + self.settings.max_queue:
             raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full")
         self._in_flight += 1
         release = _Once(self._release)
+        answer_map: AnswerMap | None = None
         try:
             rendered = await self._render(request)
             params = self._sampling_params(request, rendered.prompt_tokens)
+            if layers is not None:  # this request is the map's question: its prefill is captured
+                last_image = rendered.images[-1] if rendered.images else None
+                plan = self.attention_maps.plan(rendered.engine_input, layers, last_image, rendered.size)
+                params = self.attention_maps.arm(params, plan)
             outputs = self._llm.generate(rendered.engine_input, params, f"zwz-{next(self._request_ids)}")
+            if layers is not None:
+                answer_map = self.attention_maps.start(plan)  # the generic prompt's prefill, batched beside it
             # The first output comes after vLLM validated and scheduled the request: its errors are still
             # plain client errors here, and streaming starts with a token, as vLLM's own server does.
             first = await _vllm_call(outputs.__anext__())
+            if answer_map is not None:
+                answer_map.prefill_done()
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):  # the client left before the first token
                 self.cancelled_rows += 1
+            if answer_map is not None:
+                await answer_map.cancel()
             release()
             raise
-        return _RequestStream(self, outputs, first, rendered, delta=request.stream, release=release)
+        return _RequestStream(self, outputs, first, rendered, delta=request.stream, release=release,
+                              attention=answer_map)
 
     def _release(self) -> None:
         self._in_flight -= 1
@@ -160,6 +178,7 @@ class VllmEngine:
     async def _render(self, request: GenerationRequest) -> _Rendered:
         text, images = render_prompt(self.processor, request)
         prompt: dict[str, Any] = {"prompt": text}
+        size = None
         if images:
             prompt["multi_modal_data"] = {"image": images}
             if request.min_pixels is not None or request.max_pixels is not None:
@@ -169,7 +188,8 @@ class VllmEngine:
         token_ids = engine_input["prompt_token_ids"]
         visual_tokens = sum(1 for t in token_ids if t == self.image_token_id)
         check_context(len(token_ids), visual_tokens, request.sampling.max_tokens, self.info.max_model_len)
-        return _Rendered(engine_input=engine_input, prompt_tokens=len(token_ids), visual_tokens=visual_tokens)
+        return _Rendered(engine_input=engine_input, prompt_tokens=len(token_ids), visual_tokens=visual_tokens,
+                         images=images, size=size)
 
     def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> Any:
         from vllm import SamplingParams
@@ -215,8 +235,9 @@ class _RequestStream:
     """The chunks of one vLLM request. Frees its admission slot once, however it ends (even unread)."""
 
     def __init__(self, engine: VllmEngine, outputs: Any, first: Any, rendered: _Rendered, *, delta: bool,
-                 release: _Once) -> None:
+                 release: _Once, attention: AnswerMap | None = None) -> None:
         self._engine = engine
+        self._attention = attention  # the map to attach to the last chunk
         self._outputs = outputs
         self._pending = first
         self._rendered = rendered
@@ -237,15 +258,30 @@ class _RequestStream:
             out = self._pending if self._pending is not None else await self._outputs.__anext__()
         except (asyncio.CancelledError, GeneratorExit):  # the client left while waiting (vLLM aborted it)
             self._end(cancelled=True)
+            await self._abandon_map()
             raise
         except BaseException:
             self._end(cancelled=False)
+            await self._abandon_map()
             raise
         self._pending = None
-        return self._chunk(out)
+        chunk = self._chunk(out)
+        if chunk.finish_reason is not None and self._attention is not None:
+            if chunk.finish_reason == "cancelled":
+                await self._abandon_map()
+            else:
+                attention, self._attention = self._attention, None
+                chunk.attention = await attention.result()
+        return chunk
+
+    async def _abandon_map(self) -> None:
+        attention, self._attention = self._attention, None
+        if attention is not None:
+            await attention.cancel()
 
     async def aclose(self) -> None:
         self._end(cancelled=True)  # a no-op once the answer is complete
+        await self._abandon_map()
         await self._outputs.aclose()  # vLLM aborts an unfinished request when its generator closes
 
     def __del__(self) -> None:

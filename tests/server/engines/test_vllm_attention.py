@@ -1,16 +1,21 @@
 """Attention maps on the vLLM engine, captured in its workers, against the transformers engine's maps.
 
-One vLLM engine per family for the whole module (each start costs ~15-20 s), with a small token budget per
-step so that every prompt here is prefilled in several chunks, and other requests batched beside the maps.
+One live zwz server on vLLM per family for the whole module (each vLLM start costs ~15-20 s), with a small
+token budget per step so that every image prompt here is prefilled in several chunks, and other requests
+batched beside the maps; a transformers server on the same checkpoint answers the same requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import numpy as np
+import openai
 import pytest
 import torch
 
@@ -58,58 +63,59 @@ def test_capture_spec_round_trips_through_extra_args():
     assert CaptureSpec.from_sampling_params(Params()) is None
 
 
-# -- a live vLLM engine ------------------------------------------------------------------------------------
-class _Loop:
-    """One event loop in a thread for the module, so one started engine serves every test."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+# -- live servers ------------------------------------------------------------------------------------------
+@dataclass
+class Stack:
+    family: str
+    engine: Any  # the VllmEngine behind ``url``
+    loop: asyncio.AbstractEventLoop  # the server's event loop, where the engine runs
+    url: str  # zwz on vLLM
+    hf_url: str  # zwz on transformers, same checkpoint
 
     def run(self, coro, timeout: float = 600):
+        """Run ``coro`` on the server's loop (vLLM's async engine lives there)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
+    def open_captures(self) -> list[int]:
+        return self.run(self.engine._llm.collective_rpc("zwz_attention_open"))
 
 
 @pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
-def vllm_maps(request, tiny_models) -> Iterator[tuple]:
-    """(family, engine, maps, loop) for a started vLLM engine with chunked prefill."""
+def stack(request, tiny_models, run_app) -> Iterator[Stack]:
     if not vllm_importable():
         pytest.skip(f"vLLM is not installed here ({INSTALL_HINT})")
-    from zwz.server.engines.vllm_attention import VllmAttentionMaps
+    from zwz.server.api.app import create_app
     from zwz.server.engines.vllm_engine import VllmEngine
     from zwz.server.engines.vllm_setup import VllmSettings
+    from zwz.server.launch import build_engine
+    from zwz.server.settings import ServerSettings
 
     family = request.param
-    engine = VllmEngine(tiny_models[family], VllmSettings(dtype="float32", max_num_batched_tokens=CHUNK_TOKENS,
-                                                          max_num_seqs=8))
-    loop = _Loop()
-    loop.run(engine.start())
-    maps = getattr(engine, "attention_maps", None)
-    if maps is None:  # an engine without the integration: build the maps over its running AsyncLLM
-        num_layers = engine._vllm_config.model_config.hf_config.get_text_config().num_hidden_layers
-        maps = VllmAttentionMaps(engine._llm, engine.processor, num_layers=num_layers, render=engine._render)
-        loop.run(maps.install())
-    try:
-        yield family, engine, maps, loop
-    finally:
-        loop.run(engine.stop())
-        loop.close()
+    folder = tiny_models[family]
+    engine = VllmEngine(folder, VllmSettings(dtype="float32", max_num_batched_tokens=CHUNK_TOKENS, max_num_seqs=8))
+    loops: list[asyncio.AbstractEventLoop] = []
+    start = engine.start
+
+    async def start_here() -> None:  # remember the server's loop, to call the engine directly in tests
+        loops.append(asyncio.get_running_loop())
+        await start()
+
+    engine.start = start_here
+    vllm_app = create_app(ServerSettings(model=str(folder), engine="vllm", served_model_name=family), engine)
+    hf_settings = ServerSettings(model=str(folder), engine="transformers", dtype="float32", served_model_name=family)
+    hf_app = create_app(hf_settings, build_engine(hf_settings))
+    with run_app(vllm_app) as url, run_app(hf_app) as hf_url:
+        yield Stack(family, engine, loops[0], url, hf_url)
 
 
 @pytest.fixture(scope="module")
-def hf_reference(vllm_maps, tiny_models):
+def hf_reference(stack, tiny_models):
     """The transformers engine's fast relative attention on the same checkpoint, fp32."""
     from zwz.analytics.attention import capture
     from zwz.analytics.attention.relative_attention import build_pair, relative_attention
     from zwz.server.engines.model_loading import load_model
 
-    family = vllm_maps[0]
-    loaded = load_model(tiny_models[family], device="cpu", dtype="float32",
+    loaded = load_model(tiny_models[stack.family], device="cpu", dtype="float32",
                         attn_implementation=capture.attn_implementation())
 
     def reference(image, question: str = QUESTION):
@@ -126,8 +132,10 @@ def chat(*content, max_tokens: int = 12, attention: AttentionOptions | None = No
                              attention=attention)
 
 
-async def answer_tokens(engine, request: GenerationRequest) -> list[int]:
-    return [t for chunk in [c async for c in await engine.submit(request)] for t in chunk.token_ids]
+async def answer(engine, request: GenerationRequest) -> tuple[list[int], Any]:
+    """The answer's token ids and its last chunk."""
+    chunks = [c async for c in await engine.submit(request)]
+    return [t for chunk in chunks for t in chunk.token_ids], chunks[-1]
 
 
 def assert_maps_equal(vllm_result, hf_result, rtol: float = 1e-4) -> None:
@@ -140,38 +148,148 @@ def assert_maps_equal(vllm_result, hf_result, rtol: float = 1e-4) -> None:
         np.testing.assert_allclose(vllm_result.layers[layer], hf_result.layers[layer], rtol=rtol, atol=0)
 
 
+def assert_grids_equal(a: dict, b: dict, rtol: float = 1e-4) -> None:
+    """Two API maps (``layer_grids`` per layer) agree to ``rtol`` of each grid's largest value."""
+    assert set(a["layer_grids"]) == set(b["layer_grids"])
+    for layer, grid in b["layer_grids"].items():
+        x, y = np.array(a["layer_grids"][layer]), np.array(grid)
+        assert np.abs(x - y).max() <= rtol * np.abs(y).max(), layer
+
+
+def messages_with(picture_url: str, question: str = QUESTION) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": picture_url}},
+                                         {"type": "text", "text": question}]}]
+
+
 @needs_vllm
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_maps_equal_transformers_every_layer_chunked_in_a_batch(vllm_maps, hf_reference, images, size):
+def test_maps_equal_transformers_every_layer_chunked_in_a_batch(stack, hf_reference, images, size):
     """Every layer, prompts prefilled in chunks of 64 tokens, two plain answers decoded in the same batches."""
-    family, engine, maps, loop = vllm_maps
+    engine = stack.engine
     picture = images.noise(*size, seed=sum(size))
     others = [chat(images.noise(320, 240, seed=1), "Describe it.", max_tokens=16), chat("Say hello.", max_tokens=16)]
 
     async def batch():
-        plain = [asyncio.ensure_future(answer_tokens(engine, r)) for r in others]
-        result = await maps.analyze(picture, QUESTION, layers="all")
+        plain = [asyncio.ensure_future(answer(engine, r)) for r in others]
+        result = await engine.attention_maps.analyze(picture, QUESTION, layers="all")
         await asyncio.gather(*plain)
         return result
 
-    result = loop.run(batch())
+    result = stack.run(batch())
     expected = hf_reference(picture)
     visual = result.grid_shape[0] * result.grid_shape[1]
     assert visual > CHUNK_TOKENS or size == (224, 224)  # the larger prompts' images span several steps
     assert_maps_equal(result, expected)
     assert set(result.timings_ms) >= {"prefill", "generic_suffix", "map"}
-    assert loop.run(engine._llm.collective_rpc("zwz_attention_open")) == [0]  # captures freed
+    assert stack.open_captures() == [0]  # captures freed once the map is made
 
 
 @needs_vllm
-def test_bad_map_requests_are_refused_like_transformers(vllm_maps, images):
-    family, engine, maps, loop = vllm_maps
-    with pytest.raises(InvalidRequestError) as err:
-        loop.run(maps.analyze(images.noise(224, 224), QUESTION, layers=99))
-    assert err.value.code == "layer_out_of_range" and err.value.param == "layer"
-    with pytest.raises(InvalidRequestError) as err:
-        loop.run(maps.analyze(images.noise(224, 224), QUESTION, method="reference"))
-    assert err.value.param == "method"
-    rendered = loop.run(engine._render(chat("No picture here.")))
-    with pytest.raises(InvalidRequestError, match="needs an image"):
-        maps.plan(rendered.engine_input, [0])
+def test_chat_maps_streaming_and_not_equal_transformers_and_leave_the_answer(stack, images):
+    picture = images.data_url(images.noise(448, 336, seed=5))
+    body = {"messages": messages_with(picture), "max_tokens": 10, "temperature": 0}
+    mapped = {"zwz_attention": {"layer": "all", "box": [40, 30, 300, 200]}}
+    vllm = openai.OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0)
+    hf = openai.OpenAI(base_url=stack.hf_url + "/v1", api_key="x", max_retries=0)
+    plain = vllm.chat.completions.create(model=stack.family, **body)
+    whole = vllm.chat.completions.create(model=stack.family, **body, extra_body=mapped)
+    chunks = list(vllm.chat.completions.create(model=stack.family, **body, extra_body=mapped, stream=True))
+    expected = hf.chat.completions.create(model=stack.family, **body, extra_body=mapped)
+
+    assert whole.choices[0].message.content == plain.choices[0].message.content  # greedy: the map changes nothing
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == plain.choices[0].message.content
+    assert plain.choices[0].message.content == expected.choices[0].message.content
+    assert "zwz_attention" not in (plain.model_extra or {})
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1
+    reference = expected.model_extra["zwz_attention"]
+    for got in (whole.model_extra["zwz_attention"], finals[0].model_extra["zwz_attention"]):
+        assert_grids_equal(got, reference)
+        assert got["coverage"] == pytest.approx(reference["coverage"], rel=1e-4)
+        assert got["suggested_box"] == reference["suggested_box"] and got["grid_shape"] == reference["grid_shape"]
+    assert stack.open_captures() == [0]
+
+
+@needs_vllm
+def test_plain_request_next_to_a_map_gets_the_same_tokens(stack, images):
+    engine = stack.engine
+    plain = chat(images.noise(400, 300, seed=8), "What is in the corner?", max_tokens=16)
+    mapped = chat(images.noise(448, 448, seed=9), QUESTION, max_tokens=16, attention=AttentionOptions(layers=[0, 2]))
+    unmapped = chat(images.noise(448, 448, seed=9), QUESTION, max_tokens=16)
+
+    alone = stack.run(answer(engine, plain))[0]
+    without_map = stack.run(answer(engine, unmapped))[0]
+
+    async def together():
+        return await asyncio.gather(answer(engine, plain), answer(engine, mapped), answer(engine, plain))
+
+    beside, (with_map, last), again = stack.run(together())
+    assert beside[0] == alone and again[0] == alone
+    assert with_map == without_map
+    assert last.attention is not None and sorted(last.attention.layers) == [0, 2]
+
+
+@needs_vllm
+def test_cancelled_mapped_stream_frees_its_captures(stack, images):
+    engine = stack.engine
+
+    async def leave_early():
+        stream = await engine.submit(chat(images.noise(448, 448, seed=2), QUESTION, max_tokens=64,
+                                          attention=AttentionOptions(layers="all")))
+        await stream.__anext__()
+        await stream.aclose()
+
+    stack.run(leave_early())
+    deadline = time.monotonic() + 30
+    while stack.open_captures() != [0] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stack.open_captures() == [0]
+
+
+BAD_REQUESTS = [
+    ("/v1/zoom/attention", {"image": "IMAGE", "question": QUESTION, "layer": 6}),
+    ("/v1/zoom/attention", {"image": "IMAGE", "question": QUESTION, "layer": [0, -9]}),
+    ("/v1/zoom/attention", {"image": "IMAGE", "question": QUESTION, "box": [500, 10, 700, 100]}),
+    ("/v1/zoom/attention", {"question": QUESTION}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "zwz_attention": {}}),
+    ("/v1/chat/completions", {"messages": "IMAGE_MESSAGES", "zwz_attention": {"layer": 99}}),
+    ("/v1/chat/completions", {"messages": "IMAGE_MESSAGES", "zwz_attention": {"box": [0, 0, 900, 10]}}),
+    ("/v1/chat/completions", {"messages": "IMAGE_MESSAGES", "zwz_attention": {}, "zwz_mode": "agent"}),
+]
+
+
+@needs_vllm
+@pytest.mark.parametrize("path, body", BAD_REQUESTS, ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_requests_get_the_transformers_engine_400s(stack, images, path, body):
+    picture = images.data_url(images.noise(448, 336, seed=4))
+    body = {"model": stack.family, "max_tokens": 4,
+            **{k: (picture if v == "IMAGE" else messages_with(picture) if v == "IMAGE_MESSAGES" else v)
+               for k, v in body.items()}}
+    if path.endswith("attention"):
+        body.pop("max_tokens")
+    got = httpx.post(stack.url + path, json=body, timeout=120)
+    expected = httpx.post(stack.hf_url + path, json=body, timeout=120)
+    assert expected.status_code == 400, expected.text
+    assert got.status_code == 400, got.text
+    assert got.json() == expected.json()
+
+
+@needs_vllm
+def test_reference_method_is_refused_on_vllm(stack, images):
+    picture = images.data_url(images.noise(224, 224))
+    r = httpx.post(stack.url + "/v1/zoom/attention", json={"image": picture, "question": QUESTION,
+                                                            "method": "reference"}, timeout=120)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "method", r.text
+
+
+@needs_vllm
+def test_attention_zoom_mode_answers_as_on_transformers(stack, images):
+    picture = images.data_url(images.noise(448, 448, seed=6))
+    body = {"model": stack.family, "messages": messages_with(picture), "max_tokens": 8, "temperature": 0,
+            "zwz_mode": "attention_zoom"}
+    got = httpx.post(stack.url + "/v1/chat/completions", json=body, timeout=120)
+    expected = httpx.post(stack.hf_url + "/v1/chat/completions", json=body, timeout=120)
+    assert got.status_code == 200, got.text
+    assert got.json()["choices"][0]["message"]["content"] == expected.json()["choices"][0]["message"]["content"]
+    assert got.json()["zwz_trajectory"]["mode"] == "attention_zoom"
