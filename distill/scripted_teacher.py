@@ -54,6 +54,14 @@ class _Panel:
     distractors: list[str]
 
 
+@dataclass
+class _Seen:
+    """A recognised request image: a panel's crop, or a full scene (an item index)."""
+
+    panel: _Panel | None = None
+    item: int | None = None
+
+
 def _thumb(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32).ravel()
 
@@ -118,13 +126,27 @@ class _Script:
     def __init__(self, scenes: _Scenes) -> None:
         self.scenes = scenes
         self.seen: set[str] = set()  # request hashes already failed once (flaky)
+        self.recognised: dict[bytes, _Seen] = {}
 
-    def panel(self, images: list[Image.Image], text: str) -> _Panel | None:
-        if len(images) == 1 and images[0].width < 1000:  # a crop
-            return self.scenes.panel_of_crop(images[0])
-        return self.scenes.panel_by_label(self.scenes.item_of_full(images[0]), text)
+    def image(self, url: str) -> _Seen:
+        """What an image shows, remembered by its data URL's hash (the same crop arrives m x k times)."""
+        key = hashlib.sha256(url.encode()).digest()
+        seen = self.recognised.get(key)
+        if seen is None:
+            image = _decode(url)
+            if image.width < 1000:  # a crop
+                seen = _Seen(panel=self.scenes.panel_of_crop(image))
+            else:
+                seen = _Seen(item=self.scenes.item_of_full(image))
+            self.recognised[key] = seen
+        return seen
 
-    def answer(self, behaviour: str, images: list[Image.Image], text: str, seed: int) -> str:
+    def panel(self, images: list[_Seen], text: str) -> _Panel | None:
+        if images[0].panel is not None:
+            return images[0].panel
+        return self.scenes.panel_by_label(images[0].item, text)
+
+    def answer(self, behaviour: str, images: list[_Seen], text: str, seed: int) -> str:
         if "generating Visual Question Answering" in text:
             if behaviour == "malformed":
                 return "Sure! Here are three questions: [{question: 'How many?'},"
@@ -137,7 +159,7 @@ class _Script:
         if "Is this question unambiguous" in text:
             return "Yes" if _LABEL.search(text) else "No"
         if "only appear once" in text:  # the inventory prompt (zwz.distill.sam3_inventory)
-            return json.dumps([f"panel {p.label}" for p in self.scenes.panels if p.item == self.scenes.item_of_full(images[0])])
+            return json.dumps([f"panel {p.label}" for p in self.scenes.panels if p.item == images[0].item])
         panel = self.panel(images, text)
         if panel is None or panel.question not in text:
             return f"unsure {seed % 7}"  # the unanswerable question: a different guess per sample
@@ -170,7 +192,7 @@ def scripted_teacher_app(items_jsonl: str | Path, *, latency: float = 0.0) -> Fa
                 script.seen.add(digest)
                 return JSONResponse({"error": {"message": "transient", "type": "server_error"}}, status_code=500)
         urls, text = _parts(body)
-        images = await asyncio.to_thread(lambda: [_decode(u) for u in urls])
+        images = await asyncio.to_thread(lambda: [script.image(u) for u in urls])
         answer = await asyncio.to_thread(script.answer, behaviour, images, text, int(body.get("seed") or 0))
         return JSONResponse(_reply(body, answer, text))
 

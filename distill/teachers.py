@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["CallStats", "Endpoint", "Reply", "TeacherError", "TeacherPool"]
 
 
+_URL_CACHE = 64  # data URLs kept (a few MB each at most)
+
+
 class TeacherError(RuntimeError):
     """A call that failed for good (after retries, or with a status not worth retrying)."""
 
@@ -128,6 +131,7 @@ class TeacherPool:
         if self._journal is not None:
             self._cache.update((r["key"], r) for r in self._journal.records)
         self._limits: dict[str, asyncio.Semaphore] = {}
+        self._urls: dict[bytes, str] = {}
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> TeacherPool:
@@ -140,6 +144,15 @@ class TeacherPool:
             await self._client.aclose()
         if self._journal is not None:
             self._journal.close()
+
+    def _data_url(self, image: bytes) -> str:
+        """The image's data URL, kept for the next calls: a crop goes to m x k answer calls, I' to k students."""
+        key = hashlib.sha256(image).digest()
+        url = self._urls.pop(key, None) or image_data_url(image)
+        self._urls[key] = url  # most recent last
+        while len(self._urls) > _URL_CACHE:
+            self._urls.pop(next(iter(self._urls)))
+        return url
 
     def _limit(self, endpoint: Endpoint) -> asyncio.Semaphore:
         if endpoint.name not in self._limits:
@@ -166,7 +179,7 @@ class TeacherPool:
             return Reply(hit["text"], hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0), cached=True)
         body: dict[str, Any] = {
             "model": endpoint.model,
-            "messages": [user_message([image_data_url(b) for b in images], prompt)],
+            "messages": [user_message([self._data_url(b) for b in images], prompt)],
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
