@@ -7,7 +7,7 @@ Each user is a closed-loop client: it takes the next item, sends it, waits for t
 and goes on with no think time. Every item fires these rows (``name`` = the mode), so accuracy and latency
 come from the same requests of the same run:
 
-- ``POST <mode>`` (``agent:call``, ``attention-zoom:map`` / ``:answer`` for the client-side multi-call modes):
+- ``POST <mode>`` (``agent:call``, ``attention_zoom:map`` / ``:answer`` for the client-side multi-call modes):
   each HTTP request, timed to the end of its body (to ``data: [DONE]`` when streaming);
 - ``ITEM``: one per item, end to end (all of its model calls); a failed item carries no time (Locust's
   ``response_time=None``), so the percentiles cover answered items only;
@@ -37,12 +37,20 @@ from locust.exception import CatchResponseError
 from PIL import Image
 
 from zwz.distill.benchmark import BenchItem
-from zwz.analytics.eval.client import RequestFailed, image_data_url, user_message
-from zwz.analytics.eval.runner import suggested_crop_box
-from zwz.analytics.zoom.agent import BackendError, BackendReply, OpenAIBackend, run_zoom_agent
-from zwz.analytics.zoom.tool import ZOOMED_VIEW_NOTE
-from zwz.loadtest.plan import MODES
-from zwz.loadtest.wire import ItemFailed, content, error_message, read_sse
+from zwz.analytics.zoom.agent import run_zoom_agent
+from zwz.analytics.zoom.attention_zoom import run_attention_zoom
+from zwz.analytics.zoom.backend import BackendError, BackendReply, user_turn
+from zwz.analytics.zoom.openai_backend import OpenAIBackend, parse_chat_completion
+from zwz.analytics.zoom.requests import (
+    AttentionMapReply,
+    ZoomModeIgnored,
+    attention_map_body,
+    parse_attention_map,
+    reply_trajectory,
+)
+from zwz.defaults import MODES
+from zwz.endpoint import error_message
+from zwz.loadtest.wire import ItemFailed, content, read_sse
 from zwz.loadtest.workload import SCORE, UNSCORED, Workload, configure, workload
 
 logger = logging.getLogger(__name__)
@@ -103,7 +111,7 @@ class BenchUser(User):
             with self.http.post(self.w.api_base + path, data=data, headers=self.w.headers, stream=stream,
                                 timeout=self.w.plan.timeout_s) as resp:
                 if resp.status_code != 200:
-                    raise ItemFailed(error_message(resp.status_code, resp.content))
+                    raise ItemFailed(error_message(resp.content, status=resp.status_code))
                 reply, first = read_sse(resp.iter_lines()) if stream else (resp.json(), None)
                 size = int(resp.headers.get("content-length") or 0)
             return reply, first
@@ -126,11 +134,11 @@ class BenchUser(User):
     def one_request(self, body: bytes) -> Answer:
         reply, first = self.post("/chat/completions", body, self.mode, stream=self.w.plan.stream)
         calls = 1
-        if self.mode in ("agent", "attention-zoom"):  # run inside the server
-            trajectory = reply.get("zwz_trajectory")
-            if not isinstance(trajectory, dict):  # a plain OpenAI server ignores zwz_mode
-                raise ItemFailed(f"the server ignored zwz_mode (its reply has no zwz_trajectory): is {self.w.root} "
-                                 "a zwz server? Elsewhere use --agent-side client")
+        if self.mode in ("agent", "attention_zoom"):  # run inside the server
+            try:
+                trajectory = reply_trajectory(reply, self.mode)
+            except ZoomModeIgnored as exc:  # a plain OpenAI server ignores zwz_mode
+                raise ItemFailed(f"{self.w.root}: {exc} Elsewhere use --agent-side client") from None
             calls = int(trajectory.get("model_calls") or 0)
         return Answer(content(reply), calls, first)
 
@@ -196,43 +204,50 @@ class _ClientSideUser(BenchUser):
         return self.w.url(item), item.load_image().convert("RGB")
 
 
-class _LocustAgentBackend(OpenAIBackend):
-    """The zoom agent's model calls made by a Locust user (gevent-blocking HTTP, a ``POST agent:call`` row each).
+class _LocustBackend(OpenAIBackend):
+    """The zoom strategies' model calls made by a Locust user: gevent-blocking HTTP, a ``POST <name>:<call>`` row
+    each (``agent:call``; ``attention_zoom:map`` and ``:answer``). The attention zoom's answer streams when the
+    plan does (``first_token_at`` keeps its first token).
 
     The original goes as the same data URL every mode sends; crops are PNG-encoded by :class:`OpenAIBackend`.
     """
 
-    def __init__(self, user: BenchUser, original: Image.Image, original_url: str) -> None:
+    def __init__(self, user: BenchUser, original: Image.Image, original_url: str, *, call: str = "call",
+                 stream: bool = False) -> None:
         super().__init__(user.w.api_base, user.w.plan.model, timeout=user.w.plan.timeout_s)
-        self.user = user
+        self.user, self.call, self.stream = user, call, stream
         self.original, self.original_url = original, original_url
+        self.first_token_at: float | None = None
 
     def data_url(self, image: Image.Image) -> str:
         return self.original_url if image is self.original else super().data_url(image)
 
-    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                       sampling: dict[str, Any]) -> BackendReply:
-        body = {"model": self.model, "messages": self.wire_messages(messages, tools), **sampling}
+    def _blocking_post(self, path: str, body: dict[str, Any], call: str, stream: bool = False) -> dict[str, Any]:
         try:
-            reply, _ = self.user.post("/chat/completions", body, "agent:call")
-            choice = reply["choices"][0]
-            message = choice["message"]
+            reply, self.first_token_at = self.user.post(path, body, f"{self.user.mode}:{call}", stream=stream)
         except ItemFailed as exc:
             raise BackendError(str(exc)) from None
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"reply is not a chat completion: {str(reply)[:200]}") from exc
-        usage = reply.get("usage") or {}
-        return BackendReply(text=message.get("content") or "", tool_calls=message.get("tool_calls") or None,
-                            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                            completion_tokens=int(usage.get("completion_tokens") or 0),
-                            visual_tokens=int(usage.get("visual_tokens") or 0),
-                            finish_reason=choice.get("finish_reason"))
+        return reply
+
+    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                       sampling: dict[str, Any]) -> BackendReply:
+        body = {"model": self.model, "messages": self.wire_messages(messages, tools), **sampling,
+                **(self.user.w.stream_fields() if self.stream else {})}
+        return parse_chat_completion(self._blocking_post("/chat/completions", body, self.call, self.stream))
+
+    async def attention_map(self, image: Image.Image, question: str) -> AttentionMapReply:
+        body = attention_map_body(self.data_url(image), question, model=self.model,
+                                  max_pixels=self.user.w.plan.settings.max_pixels)
+        try:
+            return parse_attention_map(self._blocking_post("/zoom/attention", body, "map"))
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
 
 
 def _run_to_completion(coroutine):
     """Run a coroutine whose awaits all finish at once (here: gevent-blocking HTTP), without an event loop.
 
-    asyncio loops cannot run side by side in greenlets of one thread; the agent loop awaits only its backend,
+    asyncio loops cannot run side by side in greenlets of one thread; the zoom strategies await only their backend,
     which never suspends, so one ``send`` runs it to the end.
     """
     try:
@@ -240,7 +255,7 @@ def _run_to_completion(coroutine):
     except StopIteration as done:
         return done.value
     coroutine.close()
-    raise RuntimeError("the zoom agent suspended on asyncio I/O; its Locust backend must not")
+    raise RuntimeError("the zoom strategy suspended on asyncio I/O; its Locust backend must not")
 
 
 class AgentUser(_ClientSideUser):
@@ -255,7 +270,7 @@ class AgentUser(_ClientSideUser):
         s, (url, image) = self.w.plan.settings, inputs
         try:
             result = _run_to_completion(run_zoom_agent(
-                _LocustAgentBackend(self, image, url), [image], item.prompt, max_turns=s.agent_max_turns,
+                _LocustBackend(self, image, url), [image], item.prompt, max_turns=s.agent_max_turns,
                 fixed_turns=s.agent_fixed_turns, sampling=self.w.sampling(s.agent_max_tokens)))
         except BackendError as exc:
             raise ItemFailed(f"agent: {exc}") from None
@@ -265,29 +280,22 @@ class AgentUser(_ClientSideUser):
 class AttentionZoomUser(_ClientSideUser):
     """Training-free zoom: the relative-attention map's box, then one answer on [image, crop] (2 model calls)."""
 
-    mode = "attention-zoom"
+    mode = "attention_zoom"
 
     def answer(self, item: BenchItem, inputs: Any) -> Answer:
         w = self.w
         if w.one_request(self.mode):
             return self.one_request(inputs)
         url, image = inputs
-        body: dict[str, Any] = {"model": w.plan.model, "image": url, "question": item.prompt, "heatmap": False}
-        if w.plan.settings.max_pixels:
-            body["mm_processor_kwargs"] = {"max_pixels": w.plan.settings.max_pixels}
-        attention, _ = self.post("/zoom/attention", body, "attention-zoom:map")
+        backend = _LocustBackend(self, image, url, call="answer", stream=w.plan.stream)
         try:
-            box = suggested_crop_box(attention.get("suggested_box"), image.size)
-        except RequestFailed as exc:
-            raise ItemFailed(str(exc)) from None
-        crop_url = image_data_url(image.crop(box))
-        question = f"{ZOOMED_VIEW_NOTE}\n{item.prompt}"
-        chat = {"model": w.plan.model, "messages": [user_message([url, crop_url], question)],
-                **w.sampling(w.plan.settings.max_tokens), **w.stream_fields()}
-        reply, first = self.post("/chat/completions", chat, "attention-zoom:answer", stream=w.plan.stream)
-        return Answer(content(reply), 2, first)
+            result = _run_to_completion(run_attention_zoom(backend, [user_turn([image], item.prompt)],
+                                                           sampling=w.sampling(w.plan.settings.max_tokens)))
+        except BackendError as exc:
+            raise ItemFailed(f"attention zoom: {exc}") from None
+        return Answer(result.answer, result.model_calls, backend.first_token_at)
 
 
 USER_CLASSES: dict[str, type[BenchUser]] = {
-    "single": SingleUser, "regional": RegionalUser, "agent": AgentUser, "attention-zoom": AttentionZoomUser}
+    "single": SingleUser, "regional": RegionalUser, "agent": AgentUser, "attention_zoom": AttentionZoomUser}
 assert set(USER_CLASSES) == set(MODES)

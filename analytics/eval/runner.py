@@ -1,16 +1,17 @@
 """The evaluation modes and the resumable run behind ``zwz eval``.
 
-Modes (paper Sec. 5.1 dual view, Table 4 tool use, App. 12 attention):
+Modes (the API's names, ``zwz.defaults.MODES``; paper Sec. 5.1 dual view, Table 4 tool use, App. 12 attention):
 
-- ``global``: the full image and the prompt, one pass;
+- ``single``: the full image and the prompt, one pass (the paper's global view);
 - ``regional``: the item's crop and the prompt (the dual view's upper bound);
 - ``agent``: the tool-use zoom agent ("thinking with images"), driven from here through any OpenAI-compatible
   endpoint (``agent_side="client"``) or run inside a zwz server (``"server"``, ``zwz_mode: "agent"``);
-- ``attention-zoom``: training-free zoom: the relative-attention map's suggested box (POST /v1/zoom/attention)
+- ``attention_zoom``: training-free zoom: the relative-attention map's suggested box (POST /v1/zoom/attention)
   is cropped and the model answers on [image, crop] in one request (or ``zwz_mode: "attention_zoom"``).
 
 Each finished (mode, item) is appended to ``predictions.jsonl`` at once, so an interrupted run loses nothing;
-a rerun skips what is there and retries what failed.
+a rerun skips what is there and retries what failed. Files written with the old mode names (``global``,
+``attention-zoom``) are read with the new ones.
 """
 
 from __future__ import annotations
@@ -27,29 +28,39 @@ from typing import Any
 from PIL import Image
 
 from zwz.distill.benchmark import BenchItem
-from zwz.analytics.zoom.tool import ZOOMED_VIEW_NOTE
-from zwz.analytics.eval.client import Endpoint, EndpointError, RequestFailed, image_data_url, user_message
+from zwz.analytics.zoom.agent import run_zoom_agent
+from zwz.analytics.zoom.attention_zoom import run_attention_zoom
+from zwz.analytics.zoom.backend import BackendError, BackendReply, user_turn
+from zwz.analytics.zoom.openai_backend import parse_chat_completion, wire_messages
+from zwz.analytics.zoom.requests import (
+    AttentionMapReply,
+    ZoomModeIgnored,
+    attention_map_body,
+    parse_attention_map,
+    reply_trajectory,
+    zoom_chat_body,
+)
+from zwz.analytics.eval.client import Endpoint, EndpointError, RequestFailed
+from zwz.defaults import AGENT_FIXED_TURNS, AGENT_MAX_TOKENS, AGENT_MAX_TURNS, ANSWER_MAX_TOKENS, MODE_ALIASES, MODES
+from zwz.endpoint import image_data_url, user_message
 from zwz.scoring.judge import JudgeError
 from zwz.scoring import RewardFn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODES", "ZOOMED_VIEW_NOTE", "EvalSettings", "ModeRunner", "PredictionStore", "rescore", "run_mode"]
-
-MODES = ("global", "regional", "agent", "attention-zoom")
-# Same words as the server-side attention_zoom mode, so client- and server-side runs ask the same question.
+__all__ = ["EvalSettings", "ModeRunner", "PredictionStore", "rescore", "run_mode"]
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """What shapes the predictions (recorded in ``run.json``; a resumed run must match it)."""
 
-    max_tokens: int = 64
+    max_tokens: int = ANSWER_MAX_TOKENS
     temperature: float = 0.0
     max_pixels: int | None = None
-    agent_max_turns: int = 20
-    agent_fixed_turns: int = 0
-    agent_max_tokens: int = 512
+    agent_max_turns: int = AGENT_MAX_TURNS
+    agent_fixed_turns: int = AGENT_FIXED_TURNS
+    agent_max_tokens: int = AGENT_MAX_TOKENS
     agent_side: str = "client"
 
     def sampling(self, max_tokens: int) -> dict[str, Any]:
@@ -63,7 +74,7 @@ class EvalSettings:
         if mode == "agent":
             keys = ["agent_max_tokens", "temperature", "max_pixels", "agent_max_turns", "agent_fixed_turns",
                     "agent_side"]
-        elif mode == "attention-zoom":
+        elif mode == "attention_zoom":
             keys.append("agent_side")
         return {k: asdict(self)[k] for k in keys}
 
@@ -90,15 +101,29 @@ def _answer(reply: dict[str, Any]) -> str:
         raise RequestFailed(f"reply is not a chat completion: {str(reply)[:200]}") from None
 
 
-def suggested_crop_box(box: Any, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    try:
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-    except (TypeError, ValueError):
-        raise RequestFailed(f"suggested_box {box!r} is not four numbers") from None
-    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(size[0], x2), min(size[1], y2)
-    if x2 <= x1 or y2 <= y1:
-        raise RequestFailed(f"suggested_box {box!r} is empty inside the {size[0]}x{size[1]} image")
-    return x1, y1, x2, y2
+class _EndpointZoomBackend:
+    """The attention zoom's two model calls over this run's :class:`Endpoint` (its retries and error classes).
+
+    The original goes as the same data URL every mode sends; the crop is PNG-encoded off the event loop.
+    """
+
+    def __init__(self, endpoint: Endpoint, original: Image.Image, original_url: str, max_pixels: int | None) -> None:
+        self.endpoint, self.original, self.original_url, self.max_pixels = endpoint, original, original_url, max_pixels
+
+    def _url(self, image: Image.Image) -> str:
+        return self.original_url if image is self.original else image_data_url(image)
+
+    async def attention_map(self, image: Image.Image, question: str) -> AttentionMapReply:
+        reply = await self.endpoint.attention(attention_map_body(self._url(image), question, max_pixels=self.max_pixels))
+        try:
+            return parse_attention_map(reply, "/zoom/attention")
+        except ValueError as exc:
+            raise RequestFailed(str(exc)) from None
+
+    async def complete(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                       sampling: dict[str, Any]) -> BackendReply:
+        wire = await asyncio.to_thread(wire_messages, messages, self._url, tools=tools)
+        return parse_chat_completion(await self.endpoint.chat({"messages": wire, **sampling}), "/chat/completions")
 
 
 class ModeRunner:
@@ -123,7 +148,7 @@ class ModeRunner:
                 warm(image)
             return {"image": image}
         inputs: dict[str, Any] = {"url": image_data_url(item.image)}
-        if mode == "attention-zoom":
+        if mode == "attention_zoom":
             inputs["image"] = item.load_image().convert("RGB")
         return inputs
 
@@ -134,13 +159,13 @@ class ModeRunner:
         except (OSError, ValueError) as exc:  # a missing or undecodable image file is this item's error
             raise RequestFailed(f"cannot read the item's image: {exc}") from None
         started = time.perf_counter()
-        if mode in ("global", "regional"):
+        if mode in ("single", "regional"):
             outcome = await self._single(inputs["url"], item.prompt)
-        elif mode in ("agent", "attention-zoom") and server_side:
+        elif mode in ("agent", "attention_zoom") and server_side:
             outcome = await self._server_mode(mode, inputs["url"], item.prompt)
         elif mode == "agent":
             outcome = await self._client_agent(inputs["image"], item.prompt)
-        elif mode == "attention-zoom":
+        elif mode == "attention_zoom":
             outcome = await self._client_attention_zoom(inputs["url"], inputs["image"], item.prompt)
         else:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -153,23 +178,19 @@ class ModeRunner:
 
     async def _server_mode(self, mode: str, url: str, prompt: str) -> Outcome:
         s = self.settings
-        body: dict[str, Any] = {"messages": [user_message([url], prompt)]}
-        if mode == "agent":
-            body |= s.sampling(s.agent_max_tokens) | {
-                "zwz_mode": "agent", "zwz_agent": {"max_turns": s.agent_max_turns, "fixed_turns": s.agent_fixed_turns}}
-        else:
-            body |= s.sampling(s.max_tokens) | {"zwz_mode": "attention_zoom"}
+        body = zoom_chat_body(mode, [user_message([url], prompt)], temperature=s.temperature, max_pixels=s.max_pixels,
+                              max_tokens=s.agent_max_tokens if mode == "agent" else s.max_tokens,
+                              max_turns=s.agent_max_turns, fixed_turns=s.agent_fixed_turns)
         reply = await self.endpoint.chat(body)
-        trajectory = reply.get("zwz_trajectory")
-        if not isinstance(trajectory, dict):  # a plain OpenAI server ignores zwz_mode and answers single-pass
-            raise EndpointError(f"{self.endpoint.root} ignored zwz_mode (its reply has no zwz_trajectory); "
-                                "--agent-side server needs a zwz server, use --agent-side client")
+        try:
+            trajectory = reply_trajectory(reply, mode)
+        except ZoomModeIgnored as exc:  # a plain OpenAI server ignores zwz_mode and answers single-pass
+            raise EndpointError(f"{self.endpoint.root}: {exc} --agent-side server needs a zwz server, use "
+                                "--agent-side client") from None
         return Outcome(_answer(reply), int(trajectory.get("model_calls", 0)),
                        int(trajectory.get("image_encodings", 0)), _tokens(reply.get("usage")), trajectory)
 
     async def _client_agent(self, image: Image.Image, prompt: str) -> Outcome:
-        from zwz.analytics.zoom.agent import BackendError, run_zoom_agent
-
         s = self.settings
         try:
             result = await run_zoom_agent(self.agent_backend, [image], prompt, max_turns=s.agent_max_turns,
@@ -181,41 +202,27 @@ class ModeRunner:
         # Images always cost visual tokens: 0 means the endpoint does not report them (not a zwz server).
         tokens = {"prompt": result.prompt_tokens, "completion": result.completion_tokens,
                   "visual": result.visual_tokens or None}
-        return Outcome(result.answer or "", result.model_calls, result.image_encodings, tokens,
-                       {"mode": "agent", **result.to_dict()})
+        return Outcome(result.answer or "", result.model_calls, result.image_encodings, tokens, result.to_dict())
 
     async def _client_attention_zoom(self, url: str, image: Image.Image, prompt: str) -> Outcome:
         s = self.settings
-        t0 = time.perf_counter()
-        body: dict[str, Any] = {"image": url, "question": prompt, "heatmap": False}
-        if s.max_pixels:
-            body["mm_processor_kwargs"] = {"max_pixels": s.max_pixels}
-        att = await self.endpoint.attention(body)
-        box = suggested_crop_box(att.get("suggested_box"), image.size)
-        crop = image.crop(box)
-        crop_url = await asyncio.to_thread(image_data_url, crop)
-        t1 = time.perf_counter()
-        body = {"messages": [user_message([url, crop_url], f"{ZOOMED_VIEW_NOTE}\n{prompt}")],
-                **s.sampling(s.max_tokens)}
-        reply = await self.endpoint.chat(body)
-        tokens = _tokens(reply.get("usage"))
-        trajectory = {
-            "mode": "attention_zoom", "model_calls": 2, "image_encodings": 3, "zoom_box": list(box),
-            "crop_size": list(crop.size),
-            "turns": [{"index": 0, "kind": "attention_map", "latency_ms": (t1 - t0) * 1e3,
-                       "visual_tokens": att.get("visual_tokens")},
-                      {"index": 1, "kind": "answer", "latency_ms": (time.perf_counter() - t1) * 1e3, **tokens}],
-        }  # fmt: skip
-        # Two model calls: the map's prefill (one image) and the answer (image + crop).
-        return Outcome(_answer(reply), 2, 3, tokens, trajectory)
+        backend = _EndpointZoomBackend(self.endpoint, image, url, s.max_pixels)
+        try:
+            result = await run_attention_zoom(backend, [user_turn([image], prompt)], sampling=s.sampling(s.max_tokens))
+        except BackendError as exc:
+            raise RequestFailed(f"attention zoom: {exc}") from None
+        tokens = {"prompt": result.prompt_tokens, "completion": result.completion_tokens,
+                  "visual": result.visual_tokens or None}  # 0: the endpoint does not report them
+        return Outcome(result.answer, result.model_calls, result.image_encodings, tokens, result.to_dict())
 
 
 # ---------------------------------------------------------------------------------------- predictions file
 class PredictionStore:
     """``predictions.jsonl``: one line per finished (mode, item), appended as it finishes.
 
-    Loading keeps the last line per (mode, id), skips a torn last line and drops items whose request failed
-    (they are retried); the file is then rewritten so it again holds one line per (mode, item).
+    Loading keeps the last line per (mode, id), skips a torn last line, drops items whose request failed
+    (they are retried) and renames old mode names (``global`` -> ``single``); the file is then rewritten so it
+    again holds one line per (mode, item).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -226,7 +233,7 @@ class PredictionStore:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        lines = dropped = 0
+        lines = dropped = renamed = 0
         with self.path.open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
@@ -234,6 +241,9 @@ class PredictionStore:
                 lines += 1
                 try:
                     record = json.loads(line)
+                    if record["mode"] in MODE_ALIASES:  # written before the modes took the API's names
+                        record["mode"] = MODE_ALIASES[record["mode"]]
+                        renamed += 1
                     key = (record["mode"], record["id"])
                 except (ValueError, KeyError, TypeError):
                     logger.warning("%s: skipping unreadable line %d (a run interrupted mid-write)", self.path, lineno)
@@ -244,7 +254,7 @@ class PredictionStore:
                     self.records.pop(key, None)
                     continue
                 self.records[key] = record
-        if dropped or lines != len(self.records):
+        if dropped or renamed or lines != len(self.records):
             logger.info("%s: %d finished, %d to retry or unreadable; compacting", self.path, len(self.records), dropped)
             self.rewrite()
 
