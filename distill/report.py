@@ -50,11 +50,11 @@ def _funnel_png(report: dict[str, Any], path: Path) -> None:
     ax.barh(names, [s["items_out"] for s in stages][::-1], color="#3b7dd8", label="out")
     for y, s in enumerate(stages[::-1]):
         drops = ", ".join(f"{k} {v}" for k, v in s["drops"].items())
-        ax.text(max(s["items_in"], 1) * 1.01, y, f"{s['items_out']}/{s['items_in']}  {drops}", va="center", fontsize=8)
+        ax.text(max(s["items_in"], s["items_out"], 1) * 1.01, y, f"{s['items_out']}/{s['items_in']}  {drops}", va="center", fontsize=8)
     ax.set_xlabel("records")
     ax.set_title(f"R2I funnel: {report['kept']} kept")
     ax.legend(loc="lower right")
-    ax.set_xlim(0, max([s["items_in"] for s in stages] + [1]) * 1.8)
+    ax.set_xlim(0, max([max(s["items_in"], s["items_out"]) for s in stages] + [1]) * 1.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
