@@ -122,3 +122,19 @@ def test_multiple_choice_layout(make_config, tmp_path):
         assert lines[-1] == MC_INSTRUCTION and [l[:3] for l in lines[-5:-1]] == ["A. ", "B. ", "C. ", "D. "]
         assert record.options[ord(record.answer) - ord("A")] == record.extra["answer_text"]
         assert GROUNDING_SUFFIX.strip() in record.question
+
+
+@pytest.mark.parametrize("variant", ["bbox_in_question", "no_box"])
+def test_ablation_variants_draw_nothing(make_config, zw_pool, tmp_path, variant):
+    report = run_local(make_config(student=None, variant=variant), tmp_path)
+    records = read_records(tmp_path / "train_rl.parquet")
+    assert len(records) == report["kept"] == 4
+    for record in records:
+        source = (zw_pool / "images" / record.extra["source_image"]).read_bytes()
+        assert record.images[0] == source and record.variant == variant  # the full image, untouched
+        assert record.box == record.extra["region_box"]
+        if variant == "no_box":
+            assert record.question == record.extra["question_raw"]
+        else:
+            coords = ", ".join(str(int(round(v))) for v in record.box)
+            assert f"inside the bounding box [{coords}] in the image" in record.question
