@@ -1,4 +1,5 @@
-"""The prompts of R2I (paper App. 10 and App. 8) and strict parsers for the teachers' JSON replies.
+"""The prompts of R2I (paper App. 10 and App. 8) and strict parsers for the teachers' JSON replies (the object
+inventory's prompt and parser are in :mod:`zwz.distill.sam3_inventory`).
 
 >>> parse_questions('```json\\n[{"question": "What word is on the sign?"}]\\n```', 3)
 ['What word is on the sign?']
@@ -22,9 +23,7 @@ __all__ = [
     "MalformedReply",
     "answer_prompt",
     "distractor_prompt",
-    "inventory_prompt",
     "parse_distractors",
-    "parse_inventory",
     "parse_questions",
     "parse_yes_no",
     "question_prompt",
@@ -113,13 +112,6 @@ def distractor_prompt(question: str, answer: str) -> str:
     )
 
 
-def inventory_prompt() -> str:
-    """The object-inventory request that feeds SAM3 (paper App. 8.1; defined in :mod:`zwz.distill.sam3_inventory`)."""
-    from zwz.distill.sam3_inventory import INVENTORY_PROMPT
-
-    return INVENTORY_PROMPT
-
-
 def _json_payload(text: str) -> Any:
     text = (text or "").strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
@@ -174,18 +166,6 @@ def parse_distractors(text: str, answer: str) -> list[str]:
     if len(out) < 3:
         raise MalformedReply(f"needs 3 distinct wrong options, got {len(out)}")
     return out[:3]
-
-
-def parse_inventory(text: str) -> list[str]:
-    """Object names of an inventory reply (JSON list of strings), de-duplicated in order
-    (:func:`zwz.distill.sam3_inventory.parse_inventory`; its errors raised as :class:`MalformedReply`)."""
-    from zwz.distill.sam3_inventory import MalformedInventory
-    from zwz.distill.sam3_inventory import parse_inventory as parse
-
-    try:
-        return parse(text or "")
-    except MalformedInventory as exc:
-        raise MalformedReply(str(exc)) from None
 
 
 def parse_yes_no(text: str) -> bool:

@@ -21,8 +21,8 @@ from zwz.distill.consensus import consensus
 from zwz.distill.grounding import ground_image, ground_question, guess_dimension, multiple_choice_question, shuffle_options
 from zwz.distill.imaging import encode_png, image_hash, save_png_atomic, zoom_in
 from zwz.distill.prompts import (
-    MalformedReply, answer_prompt, distractor_prompt, inventory_prompt, parse_distractors, parse_inventory,
-    parse_questions, parse_yes_no, question_prompt, validation_prompt,
+    MalformedReply, answer_prompt, distractor_prompt, parse_distractors, parse_questions, parse_yes_no,
+    question_prompt, validation_prompt,
 )  # fmt: skip
 from zwz.distill.proposals import BoxProposer, NativeBox, filter_boxes
 from zwz.distill.records import QA, Item, PoolImage, Region
@@ -87,16 +87,18 @@ async def pool_stage(ctx: StageContext, path: str) -> Result:
 
 # ------------------------------------------------------------------------------------------------- propose
 async def _sam3_boxes(ctx: StageContext, image: PoolImage) -> tuple[list[NativeBox], Counter]:
+    from zwz.distill.sam3_inventory import INVENTORY_PROMPT, MalformedInventory, parse_inventory
+
     cfg = ctx.config
     png = await ctx.to_thread(lambda: encode_png(ctx.image(image.path)))
     try:
-        reply = await ctx.teachers.chat(cfg.question_teacher, [png], inventory_prompt(), seed=cfg.seed,
+        reply = await ctx.teachers.chat(cfg.question_teacher, [png], INVENTORY_PROMPT, seed=cfg.seed,
                                         max_tokens=cfg.max_tokens)  # fmt: skip
         names = parse_inventory(reply.text)
     except TeacherError as exc:
         logger.warning("inventory for %s failed: %s", image.name, exc)
         return [], Counter(teacher_error=1)
-    except MalformedReply:
+    except MalformedInventory:
         return [], Counter(malformed_inventory=1)
     assert ctx.proposer is not None
     boxes, drops = await ctx.to_thread(ctx.proposer, ctx.image(image.path), names)
