@@ -138,3 +138,17 @@ def test_ablation_variants_draw_nothing(make_config, zw_pool, tmp_path, variant)
         else:
             coords = ", ".join(str(int(round(v))) for v in record.box)
             assert f"inside the bounding box [{coords}] in the image" in record.question
+
+
+def test_unreadable_and_small_images_are_counted_not_fatal(make_config, zw_pool, tmp_path):
+    import shutil
+
+    folder = tmp_path / "pool"
+    shutil.copytree(zw_pool / "images", folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    Image.new("RGB", (640, 480)).save(folder / "small.png")
+    config = make_config(student=None, max_boxes=1, questions_per_crop=1)
+    config.images = str(folder)
+    report = run_local(config, tmp_path / "out")
+    assert _funnel(report)["pool"] == (4, 2, {"too_small": 1, "unreadable": 1})
+    assert _funnel(report)["propose"][:2] == (2, 2)
