@@ -145,8 +145,8 @@ def test_errors_come_before_the_first_chunk(engine, images):
         budget.max_pixels = 10  # under one visual token
         assert (await refused(budget)).param == "mm_processor_kwargs"
         attention = request(images.noise(224, 224), QUESTION)
-        attention.attention = AttentionOptions()
-        assert (await refused(attention)).code == "not_supported"
+        attention.attention = AttentionOptions(layers=99)  # maps work on vLLM (test_vllm_attention.py); bad layers not
+        assert (await refused(attention)).code == "layer_out_of_range"
 
         # Two running (max_batch_size) + one waiting (max_queue): the fourth is refused with 503.
         running = [await eng.submit(request(images.noise(64, 64), QUESTION, max_tokens=1500)) for _ in range(2)]
