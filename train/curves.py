@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,19 @@ def smooth(values: list[float], weight: float = 0.8) -> list[float]:
     return out
 
 
+def _number(value: Any) -> float | None:
+    """
+    >>> _number(0.5), _number(None), _number(float("nan")), _number("x")
+    (0.5, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
 def plot_curve(entries: list[dict[str, Any]], out_png: str | Path, *, title: str = "training") -> Path | None:
     """Plot reward (and loss) over optimizer steps to ``out_png``; None when nothing was logged yet."""
-    panels = [(key, label) for key, label in _PANELS if any(key in e for e in entries)]
+    panels = [(key, label) for key, label in _PANELS if any(_number(e.get(key)) is not None for e in entries)]
     if not panels:
         return None
     import matplotlib
@@ -53,7 +64,8 @@ def plot_curve(entries: list[dict[str, Any]], out_png: str | Path, *, title: str
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
-        points = [(e["step"], float(e[key])) for e in entries if key in e]
+        # None/NaN: nothing to score that step (e.g. every reward undecided without a judge)
+        points = [(e["step"], _number(e.get(key))) for e in entries if _number(e.get(key)) is not None]
         steps, values = [p[0] for p in points], [p[1] for p in points]
         ax.plot(steps, values, color="tab:blue", alpha=0.35, linewidth=1, label="per step")
         ax.plot(steps, smooth(values), color="tab:blue", linewidth=2, label="smoothed (EMA 0.8)")

@@ -35,7 +35,8 @@ def test_curve_png_from_log_and_nothing_without_entries(tmp_path):
     from zwz.train.curves import plot_curve
 
     assert plot_curve([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
-    entries = [{"step": s, "reward": s / 10, "loss": 1 / s} for s in range(1, 11)]
+    assert plot_curve([{"step": 1, "reward": None}, {"step": 2, "reward": float("nan")}], tmp_path / "n.png") is None
+    entries = [{"step": s, "reward": s / 10 if s % 3 else None, "loss": 1 / s} for s in range(1, 11)]
     png = plot_curve(entries, tmp_path / "curve.png", title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
