@@ -95,6 +95,31 @@ def engine_input_pair(engine_input: Any, processor: Any, image: Image.Image | No
     return pair_from_inputs({"input_ids": ids, "image_grid_thw": grid}, processor)
 
 
+def combine_ranks(results: list[dict[str, Any]], layers: list[int], span_len: int) -> torch.Tensor:
+    """(L, 2, T) head-averaged probabilities from the workers' head sums.
+
+    Tensor parallelism splits a layer's heads over ranks (add their sums and head counts); pipeline
+    parallelism splits the layers (each rank answers for its own).
+
+    >>> half = {"layers": [0], "head_sums": [[[1.0, 0.0], [0.5, 0.5]]], "num_heads": 2}
+    >>> combine_ranks([half, half], [0], 2).tolist()
+    [[[0.5, 0.0], [0.25, 0.25]]]
+    """
+    errors = [rank["error"] for rank in results if "error" in rank]
+    if errors:
+        raise AttentionCaptureError(errors[0])
+    sums = {layer: np.zeros((2, span_len), np.float64) for layer in layers}
+    heads = dict.fromkeys(layers, 0)
+    for rank in results:
+        for i, layer in enumerate(rank["layers"]):
+            sums[layer] += np.asarray(rank["head_sums"][i], dtype=np.float64)
+            heads[layer] += rank["num_heads"]
+    missing = [layer for layer in layers if heads[layer] == 0]
+    if missing:
+        raise AttentionCaptureError(f"no worker returned layers {missing}")
+    return torch.from_numpy(np.stack([sums[layer] / heads[layer] for layer in layers])).float()
+
+
 class VllmAttentionMaps:
     """Relative-attention maps over a running ``AsyncLLM`` whose workers carry the capture extension.
 
@@ -133,7 +158,10 @@ class VllmAttentionMaps:
         """Plan the map of a rendered prompt whose last image is ``image`` (None: the client's error)."""
         if image is None:
             raise InvalidRequestError("an attention map needs an image in the prompt", param="zwz_attention")
-        pair = engine_input_pair(engine_input, self.processor, image, size)
+        try:
+            pair = engine_input_pair(engine_input, self.processor, image, size)
+        except ValueError as exc:  # e.g. the last image is not followed by the end of its user turn
+            raise InvalidRequestError(f"cannot map this prompt's last image: {exc}", param="zwz_attention") from None
         map_id = f"zwz-map-{next(self._ids)}"
         generic_ids = pair.generic_ids[0].tolist()
         generic_input = dict(engine_input)
@@ -167,8 +195,13 @@ class VllmAttentionMaps:
         params = SamplingParams(max_tokens=1, temperature=0.0, extra_args=plan.generic.to_extra_args(),
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         t0 = time.perf_counter()
-        async for _ in self.llm.generate(plan.generic_input, params, f"{plan.map_id}-generic"):
+        last = None
+        async for last in self.llm.generate(plan.generic_input, params, f"{plan.map_id}-generic"):
             pass
+        reason = last.outputs[0].finish_reason if last is not None and last.outputs else None
+        if reason not in ("length", "stop"):
+            raise AttentionCaptureError(f"attention map {plan.map_id}: the generic prompt's request ended with "
+                                        f"{reason!r}")
         return (time.perf_counter() - t0) * 1e3
 
     async def collect(self, plan: MapPlan, timings: dict[str, float]) -> RelativeAttention:
@@ -179,19 +212,7 @@ class VllmAttentionMaps:
         results = await self.llm.collective_rpc("zwz_attention_map",
                                                 args=(plan.map_id, pair.prefix_len, start, end))
         timings["map"] = (time.perf_counter() - t0) * 1e3
-        errors = [r["error"] for r in results if "error" in r]
-        if errors:
-            raise AttentionCaptureError(errors[0])
-        sums = {layer: np.zeros((2, end - start), np.float64) for layer in plan.layers}
-        heads = dict.fromkeys(plan.layers, 0)
-        for rank in results:
-            for i, layer in enumerate(rank["layers"]):
-                sums[layer] += np.asarray(rank["head_sums"][i], dtype=np.float64)
-                heads[layer] += rank["num_heads"]
-        missing = [layer for layer in plan.layers if heads[layer] == 0]
-        if missing:
-            raise AttentionCaptureError(f"no worker returned layers {missing}")
-        probs = torch.from_numpy(np.stack([sums[layer] / heads[layer] for layer in plan.layers])).float()  # (L, 2, T)
+        probs = combine_ranks(results, plan.layers, end - start)  # (L, 2, T)
         return from_span_attention(pair, plan.layers, probs[:, 0], probs[:, 1], timings=timings)
 
     async def drop(self, plan: MapPlan) -> None:

@@ -75,6 +75,14 @@ class _Capture:
     keys: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (prompt_len - keep_from, Hkv, D)
     filled: dict[int, np.ndarray] = field(default_factory=dict)  # layer -> bool per kept position
     query: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (Hq, D)
+    closed: bool = False  # its map was made or dropped: nothing more to record
+
+    def release(self) -> None:
+        """Free the captured tensors (the request may still be decoding and reference this object)."""
+        self.closed = True
+        self.keys.clear()
+        self.filled.clear()
+        self.query.clear()
 
     def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, start: int) -> None:
         """Rows ``query``/``key`` sit at absolute positions ``start, start + 1, ...`` of the prompt."""
@@ -154,6 +162,8 @@ class AttentionCaptureWorker:
             return {}
         for req_id in scheduler_output.finished_req_ids:
             self._zwz_armed.pop(req_id, None)  # its capture stays until the engine takes or drops the map
+        for req_id in [req_id for req_id, cap in self._zwz_armed.items() if cap.closed]:
+            del self._zwz_armed[req_id]  # its map is made: the rest of its decoding runs unhooked
         scheduled = scheduler_output.num_scheduled_tokens
         return {req_id: cap for req_id, cap in self._zwz_armed.items()
                 if req_id in scheduled and cap.missing() is not None}
@@ -165,7 +175,8 @@ class AttentionCaptureWorker:
             capture = _Capture(spec)
             self._zwz_captures[key] = capture
             while len(self._zwz_captures) > MAX_OPEN_CAPTURES:
-                (old_id, old_role), _ = self._zwz_captures.popitem(last=False)
+                (old_id, old_role), old = self._zwz_captures.popitem(last=False)
+                old.release()
                 logger.warning("dropping the unclaimed %s capture of attention map %s", old_role, old_id)
         return capture
 
@@ -217,10 +228,19 @@ class AttentionCaptureWorker:
         Returns ``{"layers": [...], "head_sums": (L, 2, T) nested lists, "num_heads": H}`` or ``{"error": why}``
         (lists: vLLM's RPC transport carries plain values, not numpy arrays).
         """
-        from zwz.kernels import image_span_attention
-
         question = self._zwz_captures.pop((map_id, "question"), None)
         generic = self._zwz_captures.pop((map_id, "generic"), None)
+        try:
+            return self._zwz_map(map_id, question, generic, prefix_len, image_start, image_end)
+        finally:
+            for capture in (question, generic):
+                if capture is not None:
+                    capture.release()
+
+    def _zwz_map(self, map_id: str, question: _Capture | None, generic: _Capture | None, prefix_len: int,
+                 image_start: int, image_end: int) -> dict[str, Any]:
+        from zwz.kernels import image_span_attention
+
         if question is None or generic is None:
             return {"error": f"attention map {map_id}: its capture is gone (evicted or never armed)"}
         for capture in (question, generic):
@@ -245,7 +265,10 @@ class AttentionCaptureWorker:
         """Free a map's captures without computing it (its request failed or was cancelled)."""
         dropped = 0
         for role in ("question", "generic"):
-            dropped += self._zwz_captures.pop((map_id, role), None) is not None
+            capture = self._zwz_captures.pop((map_id, role), None)
+            if capture is not None:
+                capture.release()
+                dropped += 1
         return dropped
 
     def zwz_attention_open(self) -> int:

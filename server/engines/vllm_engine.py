@@ -5,7 +5,9 @@ the model processor's chat template over the same conversation), rendered by vLL
 (tokenization, and image preprocessing with the request's pixel budget as ``mm_processor_kwargs``), checked
 against the context by the same rules (``request_policy``), then generated with its own sampling settings;
 vLLM batches running requests continuously and reuses cached prefixes. Streaming requests read vLLM's delta
-outputs, others one final output. Closing a chunk stream early aborts its vLLM request.
+outputs, others one final output. Closing a chunk stream early aborts its vLLM request. Attention maps are captured inside
+vLLM's workers (``vllm_attention.py``): a mapped request is the map's question, armed through its sampling
+parameters, and its map arrives on its last chunk.
 """
 
 from __future__ import annotations
@@ -148,18 +150,26 @@ class VllmEngine:
         release = _Once(self._release)
         answer_map: AnswerMap | None = None
         try:
-            rendered = await self._render(request)
-            params = self._sampling_params(request, rendered.prompt_tokens)
-            if layers is not None:  # this request is the map's question: its prefill is captured
-                last_image = rendered.images[-1] if rendered.images else None
-                plan = self.attention_maps.plan(rendered.engine_input, layers, last_image, rendered.size)
-                params = self.attention_maps.arm(params, plan)
-            outputs = self._llm.generate(rendered.engine_input, params, f"zwz-{next(self._request_ids)}")
-            if layers is not None:
-                answer_map = self.attention_maps.start(plan)  # the generic prompt's prefill, batched beside it
-            # The first output comes after vLLM validated and scheduled the request: its errors are still
-            # plain client errors here, and streaming starts with a token, as vLLM's own server does.
-            first = await _vllm_call(outputs.__anext__())
+            for attempt in range(2):
+                rendered = await self._render(request)
+                params = self._sampling_params(request, rendered.prompt_tokens)
+                if layers is not None:  # this request is the map's question: its prefill is captured
+                    last_image = rendered.images[-1] if rendered.images else None
+                    plan = self.attention_maps.plan(rendered.engine_input, layers, last_image, rendered.size)
+                    params = self.attention_maps.arm(params, plan)
+                outputs = self._llm.generate(rendered.engine_input, params, f"zwz-{next(self._request_ids)}")
+                if layers is not None:
+                    answer_map = self.attention_maps.start(plan)  # the generic prompt's prefill, beside it
+                # The first output comes after vLLM validated and scheduled the request: its errors are still
+                # plain client errors here, and streaming starts with a token, as vLLM's own server does.
+                first = await _vllm_call(outputs.__anext__())
+                if attempt or not _image_cache_drift(first):
+                    break
+                # vLLM's renderer thought the engine held an image it never received (an earlier request was
+                # refused after rendering); vLLM dropped the stale entries, so render again, with the data.
+                if answer_map is not None:
+                    await answer_map.cancel()
+                    answer_map = None
             if answer_map is not None:
                 answer_map.prefill_done()
         except BaseException as exc:
@@ -207,6 +217,13 @@ class VllmEngine:
             # Not streaming: one output at the end instead of one per token.
             output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY,
         )
+
+
+def _image_cache_drift(out: Any) -> bool:
+    """vLLM's retryable "multimodal_cache_miss": the request ended at once, before any token."""
+    completion = out.outputs[0] if out.outputs else None
+    return bool(out.finished and completion is not None and completion.finish_reason == "error"
+                and not completion.token_ids)
 
 
 async def _vllm_call(awaitable):

@@ -50,6 +50,8 @@ def test_capture_overwrites_by_position_and_reports_gaps():
     assert capture.missing() is None
     assert capture.keys[0][:, 0, 0].tolist() == [float(p) for p in range(2, 10)]
     assert capture.query[0].tolist() == [[9.0, 9.0]]  # (Hq, D) of the last position
+    capture.release()  # the map is made: the tensors go, even while the request still decodes
+    assert capture.closed and not capture.keys and not capture.query
 
 
 def test_capture_spec_round_trips_through_extra_args():
@@ -61,6 +63,24 @@ def test_capture_spec_round_trips_through_extra_args():
     assert CaptureSpec.from_sampling_params(Params()) == spec
     Params.extra_args = {"other": 1}
     assert CaptureSpec.from_sampling_params(Params()) is None
+
+
+def test_tensor_parallel_ranks_add_up_to_the_all_heads_map():
+    """Each rank returns its heads' sum; the map is the mean over every head, whatever the split."""
+    from zwz.server.engines.vllm_attention import AttentionCaptureError, combine_ranks
+
+    rng = np.random.default_rng(0)
+    per_head = rng.random((2, 8, 2, 5))  # (layers, heads, question/generic, T)
+    ranks = [{"layers": [3, 7], "head_sums": per_head[:, heads].sum(1).tolist(), "num_heads": len(heads)}
+             for heads in ([0, 1, 2], [3, 4, 5, 6, 7])]  # uneven on purpose
+    np.testing.assert_allclose(combine_ranks(ranks, [3, 7], 5).numpy(), per_head.mean(1), rtol=1e-6)
+    pipeline = [{"layers": [3], "head_sums": per_head[:1].sum(1).tolist(), "num_heads": 8},
+                {"layers": [7], "head_sums": per_head[1:].sum(1).tolist(), "num_heads": 8}]
+    np.testing.assert_allclose(combine_ranks(pipeline, [3, 7], 5).numpy(), per_head.mean(1), rtol=1e-6)
+    with pytest.raises(AttentionCaptureError, match="no worker returned layers \\[7\\]"):
+        combine_ranks(pipeline[:1], [3, 7], 5)
+    with pytest.raises(AttentionCaptureError, match="incomplete"):
+        combine_ranks([{"error": "map m: the question capture is incomplete"}], [3], 5)
 
 
 # -- live servers ------------------------------------------------------------------------------------------
