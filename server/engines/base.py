@@ -128,7 +128,7 @@ class Engine(Protocol):
     info: EngineInfo
     # Observers (the server's metrics) called with the size of every batch that starts decoding.
     batch_listeners: list[Callable[[int], None]]
-    # The attention-map capability, or None where the engine has none (vLLM: no hook into its kernels).
+    # The attention-map capability, or None where the engine has none.
     attention_maps: AttentionMapper | None
 
     @property
