@@ -13,6 +13,7 @@ command, run again, continues where the last complete checkpoint left off.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -138,6 +139,27 @@ def _trainer(opts: TrainOptions, model: Any, processor: Any, dataset: Any, commo
                            reward_funcs=rewards)
 
 
+# Resume state inside a checkpoint folder, not part of the model a later step (merge, serve) reads.
+_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "scaler.pt")
+
+
+def _finished(checkpoint: Path, max_steps: int) -> bool:
+    """Whether ``checkpoint`` is the run's last step (``max_steps`` -1: the step count the run planned)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    last = max_steps if max_steps > 0 else int(state.get("max_steps") or 0)
+    return last > 0 and int(state["global_step"]) >= last
+
+
+def _export_checkpoint(checkpoint: Path, final: Path) -> None:
+    """Copy a checkpoint's model and processor files (what ``save_model`` writes) to ``final``."""
+    if final.exists():
+        shutil.rmtree(final)
+    final.mkdir(parents=True)
+    for path in checkpoint.iterdir():
+        if path.is_file() and path.name not in _TRAINING_STATE and not path.name.startswith("rng_state"):
+            shutil.copy2(path, final / path.name)
+
+
 def run_training(opts: TrainOptions) -> Path:
     """Train (or resume training) and return ``<out>/final``, the trained model and processor."""
     _require_trl()
@@ -155,6 +177,15 @@ def run_training(opts: TrainOptions) -> Path:
     device = pick_device(opts.device)
     out = Path(opts.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    resume = latest_checkpoint(out)
+    final = out / FINAL_DIR
+    if resume is not None and _finished(resume, opts.max_steps):
+        # transformers would take one more step from a checkpoint at max_steps; the run is already done
+        logger.info("%s already reached the last step: writing %s from it", resume, final)
+        _export_checkpoint(resume, final)
+        if tiny:
+            shutil.copy2(Path(opts.model) / TINY_MARKER, final / TINY_MARKER)
+        return final
 
     dataset = load_trl_dataset(opts.data, limit=opts.limit)
     processor = AutoProcessor.from_pretrained(opts.model, local_files_only=True)
@@ -165,12 +196,10 @@ def run_training(opts: TrainOptions) -> Path:
     trainer = _trainer(opts, model, processor, dataset, common)
     trainer.add_callback(CurveCallback(out, title=f"zwz train {opts.method}: {Path(opts.model).name} ({family})"))
 
-    resume = latest_checkpoint(out)
     if resume is not None:
         logger.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
-    final = out / FINAL_DIR
     trainer.save_model(str(final))  # weights + the processor (processing_class), for `zwz train merge`
     if tiny:  # still a toy: keep the marker the server warns about
         shutil.copy2(Path(opts.model) / TINY_MARKER, final / TINY_MARKER)

@@ -72,6 +72,12 @@ def test_kill_9_then_same_command_resumes(tiny_models, train_data, tmp_path):
     straight = run_training(TrainOptions(method="sft", model=str(model), data=str(data),
                                          output_dir=str(tmp_path / "straight"), max_steps=STEPS, save_steps=2,
                                          max_pixels=64 * 64, learning_rate=1e-3, progress=False))
+    again = run_training(TrainOptions(method="sft", model=str(model), data=str(data), output_dir=str(out),
+                                      max_steps=STEPS, save_steps=2, max_pixels=64 * 64, learning_rate=1e-3,
+                                      progress=False))
+    assert not (out / f"checkpoint-{STEPS + 1}").exists()  # a finished run is not trained a step further
+    assert _weights(again).keys() == _weights(out / "final").keys()
+
     a, b = _weights(out / "final"), _weights(straight)
     mismatched = [k for k in a if not torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5)]
     assert not mismatched, f"resumed run differs from an uninterrupted one in {len(mismatched)} tensors"
