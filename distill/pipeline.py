@@ -43,7 +43,6 @@ __all__ = [
 ]  # fmt: skip
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-_TYPES: dict[str, type] = {"PoolImage": PoolImage, "Region": Region, "QA": QA, "Item": Item}
 _OUTPUT_OF = {"pool": PoolImage, "propose": Region, "zoom": Region, "questions": QA, "answers": QA,
               "validate": QA, "ground": Item, "multiple_choice": Item, "difficulty": Item}  # fmt: skip
 

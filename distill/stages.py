@@ -28,6 +28,7 @@ from zwz.distill.proposals import BoxProposer, NativeBox, filter_boxes
 from zwz.distill.records import QA, Item, PoolImage, Region
 from zwz.distill.teachers import TeacherError, TeacherPool
 from zwz.distill.training_data import record_id
+from zwz.scoring.judge import JudgeError
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +177,12 @@ async def answer_stage(ctx: StageContext, qa: QA) -> Result:
 
     answers = await asyncio.gather(*(ask(t, s) for t in cfg.teachers for s in range(cfg.samples_per_teacher)))
     judge = ctx.judge
-    result = await ctx.to_thread(lambda: consensus(answers, cfg.answers_per_question, cfg.consensus,
-                                                   question=qa.question, judge=judge))  # fmt: skip
+    try:
+        result = await ctx.to_thread(lambda: consensus(answers, cfg.answers_per_question, cfg.consensus,
+                                                       question=qa.question, judge=judge))  # fmt: skip
+    except JudgeError as exc:  # the equivalence judge failed: this question is unresolved, not the run
+        logger.warning("equivalence judge failed on %s: %s", qa.qa_id, exc)
+        return [], Counter(judge_error=1)
     votes = [a if a is None else _short(a) for a in answers]
     if result.answer is None:
         failed = sum(a is None for a in answers)
@@ -270,9 +275,13 @@ async def difficulty_stage(ctx: StageContext, item: Item) -> Result:
     if any(r is None for r in replies):
         return [], Counter(student_error=1)  # an unmeasured item is not known to be hard
     scorer = make_benchmark_scorer(ctx.judge)  # type: ignore[arg-type]
-    results = await ctx.to_thread(lambda: scorer.score_many(
-        replies, [item.answer] * len(replies), questions=[item.question] * len(replies),
-        options=[item.options] * len(replies)))  # fmt: skip
+    try:
+        results = await ctx.to_thread(lambda: scorer.score_many(
+            replies, [item.answer] * len(replies), questions=[item.question] * len(replies),
+            options=[item.options] * len(replies)))  # fmt: skip
+    except JudgeError as exc:
+        logger.warning("judge failed scoring the student on %s: %s", item.item_id, exc)
+        return [], Counter(judge_error=1)
     correct = sum(1 for r in results if r.score == 1.0)
     if correct > cfg.max_student_correct:
         return [], Counter(too_easy=1)

@@ -258,8 +258,6 @@ def _from_trl(row: dict[str, Any], path: Path) -> TrainingRecord:
 
 
 def _encoded(source: Any) -> bytes:
-    from PIL import Image
-
     if isinstance(source, bytes):
         return source
     if isinstance(source, Path):

@@ -157,3 +157,15 @@ def test_teacher_retries_only_what_is_worth_it(run_app, tmp_path):
                 return (await pool.chat(Endpoint(url, "busy"), [], "hi")).cached
 
         assert asyncio.run(again()) and len(seen) == 4  # the on-disk cache answers a new process
+
+
+def test_consensus_asks_the_judge_what_rules_cannot_decide(judge_llm, tmp_path):
+    from zwz.scoring.judge import Judge, JudgeError
+
+    judge = Judge(judge_llm.url, "judge", cache_path=tmp_path / "judge.jsonl", retry_backoff=0.0)
+    # the stand-in says Yes to replies starting "yes", No to "no", and gives no verdict otherwise
+    result = consensus(["red", "yes crimson", "yes scarlet", "no blue"], 4, 0.75, question="Colour?", judge=judge)
+    assert result.answer == "red" and result.agreement == 0.75
+    assert result.clusters == [["red", "yes crimson", "yes scarlet"], ["no blue"]]
+    with pytest.raises(JudgeError):  # a failed judge is an error the answer stage counts, never a silent "no"
+        consensus(["red", "maybe pink"], 2, 0.5, question="Colour?", judge=judge)
