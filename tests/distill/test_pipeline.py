@@ -114,8 +114,9 @@ def test_flaky_teacher_is_retried_and_dead_teacher_reported(make_config, tmp_pat
     assert report["calls"]["failures"] == 8 * 4
 
 
-def test_multiple_choice_layout(make_config, tmp_path):
-    report = run_local(make_config(student=None, multiple_choice=True), tmp_path)
+def test_validation_and_multiple_choice_layout(make_config, tmp_path):
+    report = run_local(make_config(student=None, multiple_choice=True, validate=True), tmp_path)
+    assert _funnel(report)["validate"] == (4, 4, {})  # the scripted validator accepts labelled questions
     assert _funnel(report)["multiple_choice"] == (4, 4, {})
     for record in read_records(tmp_path / "train_rl.parquet"):
         lines = record.question.split("\n")
