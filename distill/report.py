@@ -60,7 +60,8 @@ def _funnel_png(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _contact_sheet(items: list[Item], path: Path) -> None:
+def _contact_sheet(items: list[Item], path: Path, columns: int = 3) -> None:
+    """Kept items in a grid: I' (as the student sees it) beside the key-region crop, then Q' and A."""
     from PIL import Image, ImageDraw
 
     from zwz.distill.imaging import zoom_in
@@ -69,20 +70,21 @@ def _contact_sheet(items: list[Item], path: Path) -> None:
     if not shown:
         return
     cell_w, thumb_h, text_h = 640, 300, 130
-    sheet = Image.new("RGB", (cell_w, (thumb_h + text_h) * len(shown)), "white")
+    rows = (len(shown) + columns - 1) // columns
+    sheet = Image.new("RGB", (cell_w * min(columns, len(shown)), (thumb_h + text_h) * rows), "white")
     draw = ImageDraw.Draw(sheet)
-    for row, item in enumerate(shown):
-        y = row * (thumb_h + text_h)
+    for i, item in enumerate(shown):
+        x, y = (i % columns) * cell_w, (i // columns) * (thumb_h + text_h)
         with Image.open(item.image_path) as im:
             full = im.convert("RGB")
             full.thumbnail((cell_w * 2 // 3, thumb_h))
         with Image.open(item.qa.region.image.path) as im:
             crop = zoom_in(im, item.qa.region.box, 1.0)
-            crop.thumbnail((cell_w // 3 - 8, thumb_h))
-        sheet.paste(full, (0, y))
-        sheet.paste(crop, (cell_w * 2 // 3 + 8, y))
+            crop.thumbnail((cell_w // 3 - 12, thumb_h))
+        sheet.paste(full, (x, y))
+        sheet.paste(crop, (x + cell_w * 2 // 3 + 4, y))
         text = "\n".join(textwrap.wrap(f"Q': {item.question}", 100)[:5] + [f"A: {item.answer}"])
-        draw.text((4, y + thumb_h + 4), text, fill=(0, 0, 0))
+        draw.text((x + 4, y + thumb_h + 4), text, fill=(0, 0, 0))
     sheet.save(path)
 
 
