@@ -60,7 +60,7 @@ def test_funnel_counts_are_exact(oracle_run, zw_pool):
     assert report["kept"] == 4 - easy
     # 4 question calls + 8 x 8 answers + 4 x 4 student answers
     assert report["calls"]["requests"] == 4 + 64 + 16 and report["calls"]["retries"] == 0
-    for name in ("report.md", "report.json", "funnel.png"):
+    for name in ("report.md", "report.json", "funnel.png", "contact_sheet.png"):
         assert (oracle_run[0] / name).stat().st_size > 0
 
 
