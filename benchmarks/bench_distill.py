@@ -15,22 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from zwz.serve_process import free_port
 
 
 def _start_teacher(items_jsonl: Path, latency: float) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     code = ("import uvicorn, sys; from zwz.distill.scripted_teacher import scripted_teacher_app; "
             f"uvicorn.run(scripted_teacher_app(sys.argv[1], latency={latency}), host='127.0.0.1', port={port}, "
             "log_level='warning')")  # fmt: skip

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-
 from zwz.distill.benchmark import DIMENSIONS, BenchItem
 from zwz.distill.zoomworld.assets import SHAPES, Box, Fact, Rng, pick, sample
 from zwz.distill.zoomworld.drawing import draw_shape, draw_text
 from zwz.distill.zoomworld.panels import CONTENT
 
+from zwz.defaults import ZOOMWORLD_SIZE
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_SIZE = (1536, 1152)
+DEFAULT_IMAGE_SIZE = ZOOMWORLD_SIZE  # the standard canvas, from the shared defaults table
 MIN_SIDE = 1024  # fine-grained means high resolution; R2I keeps images of at least ~1000 px per side
 MAX_BOX_FRACTION = 0.1  # paper's tau: area(B) / area(I) < 0.1
 CROP_MARGIN = 0.15  # fraction of the box side added on each side of the crop

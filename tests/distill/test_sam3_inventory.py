@@ -8,13 +8,11 @@ import base64
 import doctest
 import importlib
 import io
-import socket
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
-
 from zwz.distill.sam3_inventory import (
     INVENTORY_PROMPT,
     InventoryRequestError,
@@ -23,6 +21,8 @@ from zwz.distill.sam3_inventory import (
     parse_inventory,
     request_inventory,
 )
+
+from zwz.serve_process import free_port
 
 # model name -> reply text; the stand-in answers every request for that model with it.
 REPLIES = {
@@ -113,9 +113,7 @@ def test_retries_overloads_and_fails_fast_on_client_errors(teacher):
 
 
 def test_unreachable_teacher_raises_after_retries():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     with pytest.raises(InventoryRequestError, match="ConnectError"):
         request_inventory(IMAGE, f"http://127.0.0.1:{port}", "good", retries=1, backoff=0.01, timeout=5)
 

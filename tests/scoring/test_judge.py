@@ -11,7 +11,6 @@ import asyncio
 import doctest
 import json
 import pickle
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,14 @@ import pytest
 
 import zwz.scoring.judge
 from zwz.scoring import ScoreResult, make_benchmark_scorer, make_reward_fn
-from zwz.scoring.judge import JUDGE_PROMPT, Judge, JudgeError, format_judge_prompt, parse_verdict
+from zwz.scoring.judge import (
+    JUDGE_PROMPT,
+    Judge,
+    JudgeError,
+    format_judge_prompt,
+    parse_verdict,
+)
+from zwz.serve_process import free_port
 
 QUESTION = "What color is the valve handle?\nA. red\nB. blue\nC. yellow\nD. black"
 
@@ -134,9 +140,7 @@ def test_transient_error_is_retried(base_url: str, llm) -> None:
 
 
 def test_unreachable_endpoint_raises() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    port = free_port()  # nothing listens there
     judge = Judge(f"http://127.0.0.1:{port}", "m", timeout=2, max_retries=1, retry_backoff=0)
     with pytest.raises(JudgeError, match="ConnectError"):
         judge.judge("q", "a", "r")
