@@ -21,8 +21,8 @@ from collections.abc import Callable
 import torch
 from PIL import Image
 
-from zwz.distill.sam3_boxes import Sam3BoxProposer, _broadcast
-from zwz.distill.sam3_preprocess import preprocess_images
+from zwz.distill.sam3.boxes import Sam3BoxProposer, _broadcast
+from zwz.distill.sam3.preprocess import preprocess_images
 
 NAMES = ["red car", "street sign", "dog", "coffee cup", "laptop", "potted plant", "clock", "bicycle", "bench",
          "umbrella", "traffic light", "fire hydrant", "person", "bird", "kite", "backpack"]
@@ -54,7 +54,7 @@ def load(args: argparse.Namespace) -> Sam3BoxProposer:
     if args.real_size:
         from transformers import AutoTokenizer, Sam3Config, Sam3Model
 
-        from zwz.distill.sam3_tiny import build_tiny_sam3
+        from zwz.distill.sam3.tiny import build_tiny_sam3
 
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -63,7 +63,7 @@ def load(args: argparse.Namespace) -> Sam3BoxProposer:
         torch.manual_seed(0)
         model = Sam3Model(Sam3Config()).to(device, dtype)
         return Sam3BoxProposer.from_model(model, tokenizer, prompt_batch_size=args.batch)
-    from zwz.distill.sam3_tiny import build_tiny_sam3
+    from zwz.distill.sam3.tiny import build_tiny_sam3
 
     tmp = tempfile.mkdtemp(prefix="bench-sam3-")
     return Sam3BoxProposer(build_tiny_sam3(f"{tmp}/sam3"), device=args.device, prompt_batch_size=args.batch)

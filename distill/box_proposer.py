@@ -2,7 +2,7 @@
 the inventory teacher in, one box per object found exactly once with score >= the threshold out.
 
 Objects SAM3 does not keep are counted by reason (``sam3_multiple_instances``, ``sam3_low_score``, ...).
-The model itself lives in :mod:`zwz.distill.sam3_boxes` (imported lazily: it needs the SAM3 weights as a
+The model itself lives in :mod:`zwz.distill.sam3.boxes` (imported lazily: it needs the SAM3 weights as a
 local folder, e.g. ``facebook/sam3``, and is only loaded when ``--sam3-model DIR`` is given).
 """
 
@@ -36,11 +36,11 @@ def to_native_box(found: Any, default_label: str = "") -> NativeBox:
 
 
 def sam3_proposer(model_dir: str, score_threshold: float = 0.75) -> BoxProposer:
-    """A BoxProposer over SAM3 weights in ``model_dir`` (see :mod:`zwz.distill.sam3_boxes`)."""
+    """A BoxProposer over SAM3 weights in ``model_dir`` (see :mod:`zwz.distill.sam3.boxes`)."""
     try:
-        from zwz.distill import sam3_boxes
+        from zwz.distill.sam3 import boxes as sam3_boxes
     except ImportError as exc:
-        raise ImportError(f"--sam3-model needs zwz.distill.sam3_boxes and its dependencies: {exc}") from exc
+        raise ImportError(f"--sam3-model needs zwz.distill.sam3.boxes and its dependencies: {exc}") from exc
 
     def propose(image: Image.Image, object_names: Sequence[str]) -> tuple[list[NativeBox], Counter[str]]:
         results = sam3_boxes.propose_boxes_sam3(image, list(object_names), model_dir, score_threshold=score_threshold)

@@ -1,5 +1,5 @@
 """The prompts of R2I (paper App. 10 and App. 8) and strict parsers for the teachers' JSON replies (the object
-inventory's prompt and parser are in :mod:`zwz.distill.sam3_inventory`).
+inventory's prompt and parser are in :mod:`zwz.distill.sam3.inventory`).
 
 >>> parse_questions('```json\\n[{"question": "What word is on the sign?"}]\\n```', 3)
 ['What word is on the sign?']

@@ -7,7 +7,7 @@ Native annotations are matched to pool images by file name:
   that appear only once" rule;
 - a ZoomWorld ``items.jsonl``: every panel of the scene (``meta.panels``) is a box.
 
-SAM3 proposals go through :class:`BoxProposer` (``zwz.distill.sam3_boxes`` provides the real one).
+SAM3 proposals go through :class:`BoxProposer` (``zwz.distill.sam3.boxes`` provides the real one).
 """
 
 from __future__ import annotations

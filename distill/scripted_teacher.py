@@ -158,7 +158,7 @@ class _Script:
             return json.dumps(panel.distractors if panel else ["a", "b", "c"])
         if "Is this question unambiguous" in text:
             return "Yes" if _LABEL.search(text) else "No"
-        if "only appear once" in text:  # the inventory prompt (zwz.distill.sam3_inventory)
+        if "only appear once" in text:  # the inventory prompt (zwz.distill.sam3.inventory)
             return json.dumps([f"panel {p.label}" for p in self.scenes.panels if p.item == images[0].item])
         panel = self.panel(images, text)
         if panel is None or panel.question not in text:

@@ -88,7 +88,7 @@ async def pool_stage(ctx: StageContext, path: str) -> Result:
 
 # ------------------------------------------------------------------------------------------------- propose
 async def _sam3_boxes(ctx: StageContext, image: PoolImage) -> tuple[list[NativeBox], Counter]:
-    from zwz.distill.sam3_inventory import INVENTORY_PROMPT, MalformedInventory, parse_inventory
+    from zwz.distill.sam3.inventory import INVENTORY_PROMPT, MalformedInventory, parse_inventory
 
     cfg = ctx.config
     png = await ctx.to_thread(lambda: encode_png(ctx.image(image.path)))

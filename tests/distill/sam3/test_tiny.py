@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from zwz.distill.sam3_preprocess import Sam3ImageSettings
-from zwz.distill.sam3_tiny import TINY_SAM3_IMAGE_SIZE, build_tiny_sam3
+from zwz.distill.sam3.preprocess import Sam3ImageSettings
+from zwz.distill.sam3.tiny import TINY_SAM3_IMAGE_SIZE, build_tiny_sam3
 
 
 def test_builds_are_byte_identical_and_loadable(tmp_path):

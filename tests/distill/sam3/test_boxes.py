@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zwz.distill.sam3_boxes import (
+from zwz.distill.sam3.boxes import (
     DROP_REASONS,
     Sam3BoxProposer,
     detections_from_outputs,
@@ -87,7 +87,7 @@ def test_post_processing_math():
 
 @pytest.fixture(scope="module")
 def tiny_sam3(tmp_path_factory):
-    from zwz.distill.sam3_tiny import build_tiny_sam3
+    from zwz.distill.sam3.tiny import build_tiny_sam3
 
     return build_tiny_sam3(tmp_path_factory.mktemp("tiny-sam3") / "sam3")
 
@@ -120,7 +120,7 @@ def test_end_to_end_with_a_tiny_random_sam3(tiny_sam3, one_thread):
 
     # The batched, image-features-shared path equals a plain forward of each prompt with its own pixels,
     # and boxes are in pixels of the original 640 x 480 image.
-    from zwz.distill.sam3_preprocess import preprocess_images
+    from zwz.distill.sam3.preprocess import preprocess_images
 
     pixels, _ = preprocess_images([image], proposer.settings)
     for name, det in zip(NAMES[:4], found):
@@ -182,4 +182,4 @@ def test_bf16_on_gpu(tiny_sam3):
 
 
 def test_doctests():
-    assert doctest.testmod(importlib.import_module("zwz.distill.sam3_boxes")).failed == 0
+    assert doctest.testmod(importlib.import_module("zwz.distill.sam3.boxes")).failed == 0

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zwz.distill.sam3_preprocess import Sam3ImageSettings, preprocess_images, resize_uint8
+from zwz.distill.sam3.preprocess import Sam3ImageSettings, preprocess_images, resize_uint8
 
 _REFERENCE = r"""
 import sys
@@ -148,4 +148,4 @@ def test_settings_read_from_a_saved_folder(tmp_path):
 
 
 def test_doctests():
-    assert doctest.testmod(importlib.import_module("zwz.distill.sam3_preprocess")).failed == 0
+    assert doctest.testmod(importlib.import_module("zwz.distill.sam3.preprocess")).failed == 0

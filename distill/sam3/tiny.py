@@ -1,6 +1,6 @@
 """A tiny random SAM3 checkpoint folder, built offline, for tests and for timing the box proposer's plumbing.
 
-    python -c "from zwz.distill.sam3_tiny import build_tiny_sam3; build_tiny_sam3('./tiny-sam3')"
+    python -c "from zwz.distill.sam3.tiny import build_tiny_sam3; build_tiny_sam3('./tiny-sam3')"
 
 The real weights (``facebook/sam3``, ~848M parameters) are gated and never downloaded here. This builds a
 folder with the same layout from a shrunken ``Sam3Config`` (~0.3M parameters, 224 px input): seeded random
@@ -86,7 +86,7 @@ def build_tiny_sam3(out_dir: str | Path, *, seed: int = 0, image_size: int = TIN
     import torch
     from transformers import PreTrainedTokenizerFast, Sam3Model
 
-    from zwz.distill.sam3_preprocess import Sam3ImageSettings
+    from zwz.distill.sam3.preprocess import Sam3ImageSettings
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ only once (paper App. 8.1: Qwen3-VL-235B lists, SAM3 boxes), one OpenAI-compatib
 
     inventory = request_inventory(image, "http://127.0.0.1:8000", "Qwen3-VL-235B-A22B-Instruct")
     if inventory.ok:
-        results = proposer.propose(image, inventory.names)          # zwz.distill.sam3_boxes
+        results = proposer.propose(image, inventory.names)          # zwz.distill.sam3.boxes
 
 The instruction is the official pipeline's (``data_synthesis/create_crops.py``); its numbered ``\\boxed{}``
 list is replaced by a JSON list so the reply can be validated strictly: anything but a JSON list of short
@@ -92,7 +92,7 @@ def parse_inventory(text: str) -> list[str]:
     >>> parse_inventory('Objects: ["dog"]')
     Traceback (most recent call last):
     ...
-    zwz.distill.sam3_inventory.MalformedInventory: not a JSON list: Expecting value at line 1 column 1
+    zwz.distill.sam3.inventory.MalformedInventory: not a JSON list: Expecting value at line 1 column 1
     """
     body = text.strip()
     fenced = _FENCE.match(body)

@@ -14,7 +14,7 @@ processor runs for SAM3's settings (transformers 5.19, ``image_processing_sam3.p
    (mean = std = 0.5, rescale 1/255, so pixels land in [-1, 1]);
 4. no padding (SAM3 turns SAM's padding off).
 
-``tests/distill/test_sam3_preprocess.py`` checks the result against the real processor, run in a subprocess.
+``tests/distill/sam3/test_preprocess.py`` checks the result against the real processor, run in a subprocess.
 
 >>> from PIL import Image
 >>> pixels, sizes = preprocess_images([Image.new("RGB", (40, 30), (255, 0, 0))], Sam3ImageSettings(32, 32))

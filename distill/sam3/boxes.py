@@ -20,7 +20,7 @@ sigmoid(logit) x sigmoid(presence), boxes scaled to original pixels), written ou
 in the torchvision-only ``image_processing_sam3`` module. The paper's sparsity filter area(B)/area(I) < tau
 is ``zwz.distill.imaging.box_area_fraction`` (also applied here when ``max_area_ratio`` is given).
 
-Weights: a local ``facebook/sam3`` folder (never downloaded); tests use ``zwz.distill.sam3_tiny``.
+Weights: a local ``facebook/sam3`` folder (never downloaded); tests use ``zwz.distill.sam3.tiny``.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class Sam3BoxProposer:
 
     ``device`` defaults to CUDA when present; ``dtype`` to bfloat16 on CUDA and float32 elsewhere.
     ``prompt_batch_size`` prompts share one forward pass (the image features are broadcast to them).
-    Images go through :mod:`zwz.distill.sam3_preprocess` on every machine, GPU ones with torchvision too: it
+    Images go through :mod:`zwz.distill.sam3.preprocess` on every machine, GPU ones with torchvision too: it
     is bit-identical to ``Sam3ImageProcessor`` (tested against it), so one path serves both.
     """
 
@@ -196,7 +196,7 @@ class Sam3BoxProposer:
         import torch
         from transformers import AutoTokenizer, Sam3Model
 
-        from zwz.distill.sam3_preprocess import Sam3ImageSettings
+        from zwz.distill.sam3.preprocess import Sam3ImageSettings
 
         folder = Path(model_dir)
         if not (folder / "config.json").is_file():
@@ -226,7 +226,7 @@ class Sam3BoxProposer:
     ) -> Sam3BoxProposer:
         """A proposer around an already loaded ``Sam3Model`` (on its device and dtype) and tokenizer;
         ``settings`` default to SAM3's, at the model's input size."""
-        from zwz.distill.sam3_preprocess import Sam3ImageSettings
+        from zwz.distill.sam3.preprocess import Sam3ImageSettings
 
         size = model.config.vision_config.image_size
         self = cls.__new__(cls)
@@ -249,7 +249,7 @@ class Sam3BoxProposer:
         self._lock = threading.Lock()
 
     def _pixels(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
-        from zwz.distill.sam3_preprocess import preprocess_images
+        from zwz.distill.sam3.preprocess import preprocess_images
 
         pixels, sizes = preprocess_images([image], self.settings)  # (1, 3, H, W) float32, CPU
         return pixels.to(self.device, self.dtype), sizes[0]

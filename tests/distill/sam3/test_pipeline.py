@@ -14,7 +14,7 @@ from zwz.distill.pipeline import run_local
 
 @pytest.fixture(scope="module")
 def tiny_sam3(tmp_path_factory):
-    from zwz.distill.sam3_tiny import build_tiny_sam3
+    from zwz.distill.sam3.tiny import build_tiny_sam3
 
     return build_tiny_sam3(tmp_path_factory.mktemp("tiny-sam3") / "sam3")
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
-from zwz.distill.sam3_inventory import (
+from zwz.distill.sam3.inventory import (
     INVENTORY_PROMPT,
     InventoryRequestError,
     MalformedInventory,
@@ -127,4 +127,4 @@ def test_parser_edge_cases():
 
 
 def test_doctests():
-    assert doctest.testmod(importlib.import_module("zwz.distill.sam3_inventory")).failed == 0
+    assert doctest.testmod(importlib.import_module("zwz.distill.sam3.inventory")).failed == 0
