@@ -22,8 +22,11 @@ _GENERATED = "verl/trainer/config/_generated_ppo_trainer.yaml"  # verl's flatten
 
 
 @pytest.fixture(scope="module")
-def verl_wheel(request) -> Path:
-    folder = Path(os.environ.get("ZWZ_VERL_WHEEL_DIR") or request.config.cache.mkdir("verl-wheel"))
+def verl_wheel(request, tmp_path_factory) -> Path:
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    folder = Path(os.environ.get("ZWZ_VERL_WHEEL_DIR")
+                  or (cache.mkdir("verl-wheel") if cache is not None else tmp_path_factory.mktemp("verl-wheel")))
+    folder.mkdir(parents=True, exist_ok=True)
     wheels = sorted(folder.glob(f"verl-{VERL_VERSION}-*.whl"))
     if not wheels:
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
