@@ -288,5 +288,7 @@ class AnswerMap:
             self._task.cancel()
         try:
             await self._task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the map is abandoned; its captures are dropped
+        except asyncio.CancelledError:
             logger.debug("attention map %s abandoned", self.plan.map_id)
+        except Exception as exc:  # noqa: BLE001 - nobody waits for this map any more; say why it failed
+            logger.warning("abandoned attention map %s failed: %s", self.plan.map_id, exc)
