@@ -61,6 +61,24 @@ def live_server(app) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+async def poll_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` on the running event loop until it holds; fail after ``timeout`` seconds (generous:
+    the machine may be loaded; a bound, never a measurement)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"{what}: not within {timeout:.0f} s"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def until() -> Callable:
+    """``await until(condition, what)``: :func:`poll_until`, for tests that wait on an engine's state."""
+    return poll_until
+
+
 @pytest.fixture(scope="session")
 def run_app() -> Callable:
     """``with run_app(app) as url: ...`` runs any ASGI app under a live uvicorn server."""

@@ -256,23 +256,49 @@ def test_503_when_queue_full(strict_server, strict_client, images):
     good_request(strict_client, images)
 
 
-def test_concurrent_requests_are_batched(server, images):
+def test_concurrent_requests_are_batched(server, serve_engine, images, until):
+    """Requests waiting together decode together. Transformers: ten queued behind a running batch (held until
+    all ten wait) form the next batches, 8 (max_batch_size) and 2. vLLM: ten streams all decode at once."""
     url, app = server
     engine = app.state.engine
     seen_before = len(engine.batch_sizes)
 
-    async def ten():
+    def ask(c, i: int, max_tokens: int, stream: bool = False):
+        return c.chat.completions.create(model=MODEL, max_tokens=max_tokens, stream=stream,
+                                         messages=image_message(images.png_data_url(color=(i * 20, 0, 0))))
+
+    async def first_token(stream) -> None:
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                return
+        raise AssertionError("the stream ended before its first token")
+
+    async def queued_behind_a_running_batch():
         c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-        calls = [c.chat.completions.create(model=MODEL, max_tokens=16,
-                                           messages=image_message(images.png_data_url(color=(i * 20, 0, 0))))
-                 for i in range(10)]
+        holder = await ask(c, 12, 2000, stream=True)
+        await first_token(holder)  # its batch of one is decoding: the decode thread is busy
+        calls = [asyncio.ensure_future(ask(c, i, 16)) for i in range(10)]
+        await until(lambda: engine.queue_depth == 10, "ten requests waiting behind the running batch")
+        await holder.close()  # the held batch stops; everything waiting is taken
         return await asyncio.gather(*calls)
 
-    results = asyncio.run(ten())
-    assert len(results) == 10 and all(r.usage.completion_tokens == 16 for r in results)
-    batches = engine.batch_sizes[seen_before:]
-    assert sum(batches) == 10
-    assert max(batches) > 1, batches
+    async def decoding_at_once():
+        c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        streams = await asyncio.gather(*(ask(c, i, 2000, stream=True) for i in range(10)))
+        await asyncio.gather(*(first_token(s) for s in streams))
+        # Each has its first token and none has finished: all ten are running in vLLM, none waits.
+        assert (engine._in_flight, engine.queue_depth) == (10, 0)
+        for s in streams:
+            await s.close()
+        await until(lambda: engine._in_flight == 0, "the closed streams leaving vLLM")
+
+    if serve_engine == "transformers":
+        results = asyncio.run(queued_behind_a_running_batch())
+        assert len(results) == 10 and all(r.usage.completion_tokens == 16 for r in results)
+        assert engine.batch_sizes[seen_before:] == [1, 8, 2]
+    else:
+        asyncio.run(decoding_at_once())
+        assert sum(engine.batch_sizes[seen_before:]) == 10
 
 
 def test_client_disconnect_mid_stream_cancels_decoding(server, client, images):

@@ -1,4 +1,5 @@
-"""``zwz eval``: end to end on ZoomWorld through a live tiny server (with a resume), and its parts on stubs."""
+"""``zwz eval``: end to end on ZoomWorld through a live tiny server (with a resume), and its parts; only
+third-party servers (a judge, a non-zwz OpenAI endpoint) are stand-ins."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _request_text(path: str, body: bytes) -> str:
 
 
 def counting_proxy(upstream: str):
-    """An ASGI proxy that logs (path, request text) and answers 400 to requests matching ``app.state.fail``."""
+    """An ASGI proxy that logs (path, request text) and the request bodies (``app.state.bodies``), and answers
+    400 to requests matching ``app.state.fail``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -59,6 +61,7 @@ def counting_proxy(upstream: str):
         path = request.url.path
         text = _request_text(path, body)
         request.app.state.log.append((path, text))
+        request.app.state.bodies.append((path, json.loads(body) if body else None))
         if any(path == p and needle in text for p, needle in request.app.state.fail):
             return JSONResponse({"error": {"message": "injected failure", "type": "invalid_request_error",
                                            "param": None, "code": None}}, status_code=400)
@@ -68,7 +71,7 @@ def counting_proxy(upstream: str):
         return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
     app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
-    app.state.log, app.state.fail = [], set()
+    app.state.log, app.state.bodies, app.state.fail = [], [], set()
     return app
 
 
@@ -180,14 +183,28 @@ def test_eval_cli_errors(server, tmp_path, capsys):
     assert err.count("\n") == 0 and "missing column(s) image, answer" in err
 
 
-# --------------------------------------------------------------------------------------- stubs, no model
+# ------------------------------------------------------------------------- small items on the live server
+# 4-token answers from random weights: never "blue" exactly, so the rules leave every answer to a judge.
+QUICK = EvalSettings(max_tokens=4, max_pixels=256 * 256)
+
+
+def served_model(server: str) -> str:
+    return httpx.get(server + "/v1/models").json()["data"][0]["id"]
+
+
+def chat_bodies(proxy) -> list[dict]:
+    return [b for p, b in proxy.state.bodies if p == "/v1/chat/completions"]
+
+
 def tiny_items(n: int = 2) -> list[BenchItem]:
     image = Image.new("RGB", (64, 48), (10, 120, 200))
     return [BenchItem(f"q{i}", image, image.crop((0, 0, 16, 16)), "What color is the handle?", "blue",
                       dimension="color") for i in range(n)]
 
 
-def stub_endpoint(reply: str, calls: list[dict]) -> httpx.MockTransport:
+def non_zwz_endpoint(reply: str, calls: list[dict]) -> httpx.MockTransport:
+    """A third-party OpenAI-compatible server (no ``/health``) that ignores zwz's request fields."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"object": "list", "data": [{"id": "stub", "object": "model"}]})
@@ -213,26 +230,27 @@ def stub_judge(verdict: str):
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
-def test_unjudged_then_judge_failure_then_judged_without_new_requests(run_app, tmp_path):
-    calls: list[dict] = []
-    common = dict(base_url="http://stub", modes=["single"], progress=False, warmup=0,
-                  transport=stub_endpoint("dark blue", calls))
-    report = evaluate(tiny_items(), tmp_path, **common)
-    stats = report["modes"]["single"]
-    assert (stats["accuracy"], stats["n_unjudged"], stats["accuracy_if_unjudged_right"]) == (None, 2, 1.0)
-    assert len(calls) == 2 and calls[0]["model"] == "stub" and calls[0]["temperature"] == 0.0
-    assert "unjudged" in render_markdown(report)
+def test_unjudged_then_judge_failure_then_judged_without_new_requests(server, run_app, tmp_path):
+    proxy = counting_proxy(server)
+    with run_app(proxy) as url:
+        common = dict(base_url=url, modes=["single"], progress=False, warmup=0, settings=QUICK)
+        report = evaluate(tiny_items(), tmp_path, **common)
+        stats = report["modes"]["single"]
+        assert (stats["accuracy"], stats["n_unjudged"], stats["accuracy_if_unjudged_right"]) == (None, 2, 1.0)
+        calls = chat_bodies(proxy)
+        assert len(calls) == 2 and calls[0]["model"] == served_model(server) and calls[0]["temperature"] == 0.0
+        assert "unjudged" in render_markdown(report)
 
-    broken = Judge("http://127.0.0.1:9", "judge", max_retries=0, timeout=5)
-    report = evaluate(tiny_items(), tmp_path, judge=broken, **common)
-    stats = report["modes"]["single"]
-    assert (stats["n_errors"], stats["n_judge_errors"], stats["accuracy"]) == (2, 2, None)  # errors, not zeros
-    assert report["errors"][0]["stage"] == "judge"
+        broken = Judge("http://127.0.0.1:9", "judge", max_retries=0, timeout=5)
+        report = evaluate(tiny_items(), tmp_path, judge=broken, **common)
+        stats = report["modes"]["single"]
+        assert (stats["n_errors"], stats["n_judge_errors"], stats["accuracy"]) == (2, 2, None)  # errors, not zeros
+        assert report["errors"][0]["stage"] == "judge"
 
-    with run_app(stub_judge("Yes")) as judge_url:
-        judge = Judge(judge_url, "judge", cache_path=tmp_path / "judge_cache.jsonl")
-        report = evaluate(tiny_items(), tmp_path, judge=judge, **common)
-    assert len(calls) == 2  # stored answers were judged; the model was not asked again
+        with run_app(stub_judge("Yes")) as judge_url:
+            judge = Judge(judge_url, "judge", cache_path=tmp_path / "judge_cache.jsonl")
+            report = evaluate(tiny_items(), tmp_path, judge=judge, **common)
+        assert len(chat_bodies(proxy)) == 2  # stored answers were judged; the model was not asked again
     stats = report["modes"]["single"]
     assert (stats["accuracy"], stats["decided_by"]["judge"], stats["n_errors"]) == (1.0, 2, 0)
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 2
@@ -242,7 +260,7 @@ def test_server_side_mode_needs_a_zwz_server(tmp_path):
     calls: list[dict] = []
     with pytest.raises(EvalError, match="ignored zwz_mode"):
         evaluate(tiny_items(), tmp_path, base_url="http://stub", modes=["agent"], progress=False,
-                 settings=EvalSettings(agent_side="server", agent_max_turns=3), transport=stub_endpoint("x", calls))
+                 settings=EvalSettings(agent_side="server", agent_max_turns=3), transport=non_zwz_endpoint("x", calls))
     assert calls[0]["zwz_mode"] == "agent" and calls[0]["zwz_agent"] == {"max_turns": 3, "fixed_turns": 0}
     assert (tmp_path / "report.json").exists()  # a stopped run still reports what it has
 
@@ -288,22 +306,23 @@ def test_report_follows_table_7():
     assert "| *Zooming Gap* | 33.33 | 0.00 | 25.00 |" in markdown
 
 
-def test_a_run_written_with_the_old_mode_names_resumes(tmp_path):
-    calls: list[dict] = []
-    common = dict(base_url="http://stub", progress=False, warmup=0, transport=stub_endpoint("blue", calls))
-    evaluate(tiny_items(), tmp_path, modes=["single"], **common)
-    assert len(calls) == 2
-    for name in ("predictions.jsonl", "run.json"):  # as a run before the rename wrote them
-        path = tmp_path / name
-        path.write_text(path.read_text().replace('"single"', '"global"'))
-    assert '"global"' in (tmp_path / "run.json").read_text()
+def test_a_run_written_with_the_old_mode_names_resumes(server, run_app, tmp_path):
+    proxy = counting_proxy(server)
+    with run_app(proxy) as url, run_app(stub_judge("Yes")) as judge_url:
+        common = dict(base_url=url, progress=False, warmup=0, settings=QUICK)
+        evaluate(tiny_items(), tmp_path, modes=["single"], judge=Judge(judge_url, "judge"), **common)
+        assert len(chat_bodies(proxy)) == 2
+        for name in ("predictions.jsonl", "run.json"):  # as a run before the rename wrote them
+            path = tmp_path / name
+            path.write_text(path.read_text().replace('"single"', '"global"'))
+        assert '"global"' in (tmp_path / "run.json").read_text()
 
-    with pytest.warns(DeprecationWarning, match="'global' is deprecated"):
-        from zwz.defaults import canonical_mode
+        with pytest.warns(DeprecationWarning, match="'global' is deprecated"):
+            from zwz.defaults import canonical_mode
 
-        canonical_mode("global")
-    report = evaluate(tiny_items(), tmp_path, modes=["global"], **common)  # the old spelling, from code
-    assert len(calls) == 2  # nothing asked again
+            canonical_mode("global")
+        report = evaluate(tiny_items(), tmp_path, modes=["global"], **common)  # the old spelling, from code
+        assert len(chat_bodies(proxy)) == 2  # nothing asked again
     assert list(report["modes"]) == ["single"] and report["modes"]["single"]["accuracy"] == 1.0
     run = json.loads((tmp_path / "run.json").read_text())
     assert list(run["modes"]) == ["single"]

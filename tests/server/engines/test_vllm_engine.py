@@ -94,7 +94,7 @@ def engine(tiny_models):
     loop.close()
 
 
-def test_closing_the_stream_aborts_the_vllm_request(engine, images):
+def test_closing_the_stream_aborts_the_vllm_request(engine, images, until):
     eng, loop = engine
 
     async def scenario():
@@ -111,11 +111,7 @@ def test_closing_the_stream_aborts_the_vllm_request(engine, images):
         dropped = await eng.submit(request(images.noise(224, 224), QUESTION, max_tokens=1500))
         del dropped
         gc.collect()
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if eng._llm.get_num_unfinished_requests() == 0:
-                break
-        assert eng._llm.get_num_unfinished_requests() == 0
+        await until(lambda: eng._llm.get_num_unfinished_requests() == 0, "vLLM dropping the abandoned request")
         assert eng.queue_depth == 0 and eng._in_flight == 0
 
         # Afterwards the engine answers normally.
@@ -125,7 +121,7 @@ def test_closing_the_stream_aborts_the_vllm_request(engine, images):
     loop.run_until_complete(scenario())
 
 
-def test_errors_come_before_the_first_chunk(engine, images):
+def test_errors_come_before_the_first_chunk(engine, images, until):
     eng, loop = engine
 
     async def refused(req) -> InvalidRequestError | EngineOverloadedError:
@@ -151,8 +147,7 @@ def test_errors_come_before_the_first_chunk(engine, images):
         # Two running (max_batch_size) + one waiting (max_queue): the fourth is refused with 503.
         running = [await eng.submit(request(images.noise(64, 64), QUESTION, max_tokens=1500)) for _ in range(2)]
         waiting = asyncio.ensure_future(eng.submit(request(images.noise(64, 64), QUESTION, max_tokens=1500)))
-        while eng._in_flight < 3:
-            await asyncio.sleep(0.01)
+        await until(lambda: eng._in_flight == 3, "the third request taking the waiting slot")
         assert isinstance(await refused(request(QUESTION)), EngineOverloadedError)
         waiting.cancel()  # the waiting client leaves: vLLM drops it, the slot is freed
         with pytest.raises(asyncio.CancelledError):
