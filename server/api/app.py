@@ -8,9 +8,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from zwz.server.api.errors import install_error_handlers
+from zwz.server.api.body_parsing import BodyParser
+from zwz.server.api.errors import document_errors, install_error_handlers
 from zwz.server.api.limits import BodySizeLimit
-from zwz.server.api.router import ops, v1
+from zwz.server.api.router import build_routers
 from zwz.server.engines.base import Engine, missing_members
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.attention import AttentionService
@@ -32,6 +33,7 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
         try:
             yield
         finally:
+            app.state.body_parser.shutdown()
             if own_engine:
                 await engine.stop()
 
@@ -50,11 +52,13 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
     app.state.metrics = metrics
     app.state.served_model_names = served
     app.state.started_at = int(time.time())
+    app.state.body_parser = BodyParser()
     app.state.chat = ChatService(engine, served, ChatLimits(settings.max_images_per_request, media), metrics)
     app.state.attention = AttentionService(engine, served, media, metrics)
     engine.batch_listeners.append(metrics.batch_size.observe)
     install_error_handlers(app, on_error=metrics.record_error)
-    app.include_router(v1)
-    app.include_router(ops)
+    for router in build_routers(api_key=bool(settings.api_key), attention_maps=engine.attention_maps is not None):
+        app.include_router(router)
+    document_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.record_error)
     return app

@@ -1,4 +1,8 @@
-"""HTTP routes: parse, authenticate, delegate to the services, format. No logic beyond that."""
+"""HTTP routes: parse, authenticate, delegate to the services, format. No logic beyond that.
+
+``build_routers`` declares each route with the statuses it can answer on this server (401 only when an
+API key is set, 501 only on an engine without attention maps), so the OpenAPI schema tells the truth.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,20 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel
 
-from zwz.server.api.errors import APIError
-from zwz.server.api.protocol import ChatCompletionRequest, ModelCard, ModelList, ZoomAttentionRequest
+from zwz.server.api.body_parsing import OffLoopBodyRoute
+from zwz.server.api.errors import APIError, error_responses
+from zwz.server.api.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ModelCard,
+    ModelList,
+    ZoomAttentionRequest,
+    ZoomAttentionResponse,
+)
 from zwz.server.engines.base import Engine
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.attention import AttentionService
@@ -51,11 +64,15 @@ Chat = Annotated[ChatService, Depends(get_chat)]
 Attention = Annotated[AttentionService, Depends(get_attention)]
 Metrics = Annotated[ServerMetrics, Depends(get_metrics)]
 
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
-ops = APIRouter()
+
+class Health(BaseModel):
+    status: str
+    engine: str
+    model: str
+    random_weights: bool
+    uptime_s: float
 
 
-@v1.get("/models")
 async def list_models(request: Request, engine: EngineDep) -> ModelList:
     info = engine.info
     created = request.app.state.started_at
@@ -63,7 +80,6 @@ async def list_models(request: Request, engine: EngineDep) -> ModelList:
                            for name in request.app.state.served_model_names])
 
 
-@v1.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Metrics):
     metrics.in_flight.inc()
     try:
@@ -89,26 +105,52 @@ async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Met
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@v1.post("/zoom/attention")
 async def zoom_attention(body: ZoomAttentionRequest, attention: Attention, metrics: Metrics):
     """The relative-attention map of a question over an image (paper App. 12), with coverage and heatmap."""
     metrics.in_flight.inc()
     try:
-        return (await attention.create(body)).model_dump()
+        return JSONResponse((await attention.create(body)).model_dump())
     finally:
         metrics.in_flight.dec()
 
 
-@ops.get("/health")
-async def health(request: Request, engine: EngineDep) -> dict:
+async def health(request: Request, engine: EngineDep) -> Health:
     info = engine.info
-    return {"status": "ok", "engine": info.engine, "model": request.app.state.served_model_names[0],
-            "random_weights": info.random_weights, "uptime_s": round(time.time() - request.app.state.started_at, 1)}
+    return Health(status="ok", engine=info.engine, model=request.app.state.served_model_names[0],
+                  random_weights=info.random_weights, uptime_s=round(time.time() - request.app.state.started_at, 1))
 
 
-@ops.get("/metrics")
 async def metrics_endpoint(engine: EngineDep, metrics: Metrics) -> Response:
     metrics.queue_depth.set(engine.queue_depth)
     # Our registry plus the process-wide one (where engines such as vLLM register theirs).
     body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+_SSE = {"text/event-stream": {"schema": {"type": "string"},
+                              "description": "With `stream: true`: `data: <chat.completion.chunk JSON>` events, "
+                                             "then `data: [DONE]`."}}
+_PROMETHEUS = {"text/plain": {"schema": {"type": "string"},
+                              "description": "Prometheus text exposition format."}}
+
+
+def build_routers(*, api_key: bool, attention_maps: bool) -> list[APIRouter]:
+    """The /v1 and ops routers, each route declaring exactly the statuses it can answer here."""
+    auth = (401,) if api_key else ()
+    no_maps = () if attention_maps else (501,)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], route_class=OffLoopBodyRoute)
+    v1.add_api_route("/models", list_models, methods=["GET"], responses=error_responses(*auth))
+    v1.add_api_route(
+        "/chat/completions", chat_completions, methods=["POST"], response_model=None,
+        responses={200: {"model": ChatCompletionResponse, "content": _SSE,
+                         "description": "The completion (JSON), or its SSE stream with `stream: true`."},
+                   **error_responses(400, *auth, 404, 413, *no_maps, 503)})
+    v1.add_api_route(
+        "/zoom/attention", zoom_attention, methods=["POST"], response_model=None,
+        responses={200: {"model": ZoomAttentionResponse, "description": "The attention map."},
+                   **error_responses(400, *auth, 404, 413, *no_maps, 503)})
+    ops = APIRouter()
+    ops.add_api_route("/health", health, methods=["GET"])
+    ops.add_api_route("/metrics", metrics_endpoint, methods=["GET"], response_class=PlainTextResponse,
+                      responses={200: {"content": _PROMETHEUS, "description": "The server's and the engine's metrics."}})
+    return [v1, ops]
