@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,17 @@ def register(subparsers) -> None:
                       help="images per prompt vLLM budgets for (default: --max-images-per-request)")
     vllm.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
                       help="skip CUDA graphs and compilation (default: only on CPU)")
+    p.add_argument("--batch-wait-ms", type=float, default=None,
+                   help="extra wait for more requests before a batch starts (transformers engine; default 0)")
+    p.add_argument("--default-max-tokens", type=int, default=None, help="max_tokens of requests without one (512)")
+    p.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (default 32 MiB)")
     p.add_argument("--max-images-per-request", type=int, default=None)
+    p.add_argument("--max-image-pixels", type=int, default=None, help="largest image, in pixels (default 64 M)")
     p.add_argument("--allowed-local-media-dir", default=None, help="allow file:// image URLs below this folder")
     p.add_argument("--allow-remote-media", action="store_true", default=None, help="allow http(s) image URLs")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--remote-media-timeout-s", type=float, default=None, help="seconds to fetch one http(s) image")
+    # Not a server setting, but read from ZWZ_LOG_LEVEL like every other flag's variable.
+    p.add_argument("--log-level", default=os.environ.get("ZWZ_LOG_LEVEL", "info"))
     p.set_defaults(func=run)
 
 
