@@ -17,9 +17,14 @@ QUESTION = "What is written on the small sign?"
 
 
 @pytest.fixture(scope="module")
-def server(serve, tiny_models):
+def served(serve, tiny_models):
     with serve(tiny_models["qwen2_5_vl"]) as (url, app):
-        yield url
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +122,33 @@ def test_chat_extension_without_image_is_400(server):
     assert r.json()["error"]["param"] == "zwz_attention"
 
 
-def test_chat_batch_with_and_without_maps(server, images, picture):
-    """Mapped requests run alone; plain ones still batch; all are answered."""
+def test_chat_batch_with_and_without_maps(served, images, picture, until):
+    """Mapped requests run alone; plain ones still batch; all are answered. The eight are queued together
+    behind a running request (held until all eight wait), so the batches they form are known exactly."""
     import asyncio
 
+    server, app = served
+    engine = app.state.engine
     url = images.data_url(picture)
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                              {"type": "text", "text": QUESTION}]}]
+    mapped = [i % 3 == 0 for i in range(8)]  # 3 mapped, 5 plain: within max_batch_size (8)
 
     async def go():
         c = openai.AsyncOpenAI(base_url=server + "/v1", api_key="x", max_retries=0)
-        calls = [c.chat.completions.create(model=MODEL, messages=messages, max_tokens=4,
-                                           extra_body={"zwz_attention": {}} if i % 3 == 0 else None) for i in range(9)]
-        return await asyncio.gather(*calls)
+        holder = await c.chat.completions.create(model=MODEL, messages=messages, max_tokens=2000, stream=True)
+        async for chunk in holder:  # its first token: the decode thread is busy with it
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        seen_before = len(engine.batch_sizes)
+        calls = [asyncio.ensure_future(c.chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=4, extra_body={"zwz_attention": {}} if m else None))
+            for m in mapped]
+        await until(lambda: engine.queue_depth == len(mapped), "eight requests waiting behind the running one")
+        await holder.close()
+        return await asyncio.gather(*calls), engine.batch_sizes[seen_before:]
 
-    results = asyncio.run(go())
-    assert [("zwz_attention" in (r.model_extra or {})) for r in results] == [i % 3 == 0 for i in range(9)]
+    results, batches = asyncio.run(go())
+    assert batches == [5, 1, 1, 1]  # the plain five together, each mapped one alone
+    assert [("zwz_attention" in (r.model_extra or {})) for r in results] == mapped
     assert len({json.dumps(r.model_extra["zwz_attention"]["grid"]) for r in results if r.model_extra}) == 1

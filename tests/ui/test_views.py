@@ -93,31 +93,45 @@ def test_client_errors_are_one_line_messages(zwz_server):
     asyncio.run(go())
 
 
-async def _never_answers(scope, receive, send):
-    """An ASGI app that reads requests and never answers them (until the client goes away)."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class NeverAnswers:
+    """An ASGI app that reads requests and never answers them; ``open`` counts those whose client is still there."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        self.open += 1
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            self.open -= 1
 
 
-def test_a_consumer_that_stops_early_leaves_no_request_running(run_app, images):
+def test_a_consumer_that_stops_early_leaves_no_request_running(run_app, images, until):
+    server = NeverAnswers()
+
     async def go(url):
+        before = asyncio.all_tasks()
         async with ZwzClient(url, model="m") as client:
             views = run_views(client, Query(images.noise(32, 32), "q", box=(0, 0, 16, 16)))
             pending = asyncio.ensure_future(anext(views))
-            done, _ = await asyncio.wait({pending}, timeout=0.5)
-            assert not done  # every view is waiting on the server
+            await until(lambda: server.open == len(VIEWS), "every view's request reaching the server")
+            assert not pending.done()  # all views are waiting on the server at once
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
             await views.aclose()
-            return [t for t in asyncio.all_tasks() if "_guarded" in repr(t)]
+            leftover = asyncio.all_tasks() - before
+        await until(lambda: server.open == 0, "the server seeing every request go away")
+        return leftover
 
-    with run_app(_never_answers) as url:
-        assert asyncio.run(go(url)) == []
+    with run_app(server) as url:
+        assert asyncio.run(go(url)) == set()
 
 
 def test_the_form_defaults_come_from_the_shared_table():
