@@ -119,7 +119,7 @@ def install_error_handlers(app: FastAPI, on_error=None) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
         # Starlette's 405 carries the route's `Allow` header (RFC 9110 requires it); keep every header it set.
-        return _respond(APIError(exc.status_code, message), headers=exc.headers)
+        return _respond(APIError(exc.status_code, message, code=getattr(exc, "code", None)), headers=exc.headers)
 
     @app.exception_handler(APIError)
     async def _api(request: Request, exc: APIError):

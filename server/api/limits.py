@@ -27,6 +27,8 @@ DRAIN_SECONDS = 10.0
 class _TooLarge(HTTPException):
     """Raised from ``receive``; an HTTPException so FastAPI's body parsing passes it on as a 413."""
 
+    code = "request_too_large"  # the envelope's code, as on the 413 sent before the app runs
+
 
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, on_reject=None) -> None:
@@ -90,5 +92,5 @@ class BodySizeLimit:
         if self.on_reject is not None:
             self.on_reject(413)
         response = error_response(413, f"request body is over the limit of {self.max_bytes} bytes",
-                                  code="request_too_large")
+                                  code=_TooLarge.code)
         await response(scope, receive, send)
