@@ -47,6 +47,15 @@ def register(subparsers) -> None:
     p.add_argument("--allowed-local-media-dir", default=None, help="allow file:// image URLs below this folder")
     p.add_argument("--allow-remote-media", action="store_true", default=None, help="allow http(s) image URLs")
     p.add_argument("--remote-media-timeout-s", type=float, default=None, help="seconds to fetch one http(s) image")
+    shape = p.add_argument_group("request-shape limits (over one: a 400 before any work)")
+    for flag, what in (("--max-messages", "messages in one request (2048)"),
+                       ("--max-content-parts", "text and image parts over all messages (4096)"),
+                       ("--max-text-chars", "characters of text, image URLs aside (1000000)"),
+                       ("--max-stop-sequences", "stop strings (16)"),
+                       ("--max-stop-chars", "characters in one stop string (1024)"),
+                       ("--max-tools", "tools (128)"),
+                       ("--max-json-values", "JSON values in one body (100000)")):
+        shape.add_argument(flag, type=int, default=None, help=what)
     # Not a server setting, but read from ZWZ_LOG_LEVEL like every other flag's variable.
     p.add_argument("--log-level", default=os.environ.get("ZWZ_LOG_LEVEL", "info"))
     p.set_defaults(func=run)

@@ -44,3 +44,19 @@ class ServerSettings(BaseSettings):
     allowed_local_media_dir: str | None = Field(None, description="file:// image URLs allowed only below this folder.")
     allow_remote_media: bool = Field(False, description="Fetch http(s) image URLs (off: the server fetches nothing).")
     remote_media_timeout_s: float = 10.0
+
+    # Request-shape limits, checked on the raw JSON before any item is validated (server/api/request_shape.py):
+    # a request over one is a 400 in microseconds, whatever it carries. Generous for real clients (an agent
+    # conversation of 50 turns is ~100 messages), small enough that no request can stall its batch neighbours.
+    max_messages: int = Field(2048, ge=1, description="Messages in one chat request.")
+    max_content_parts: int = Field(
+        4096, ge=1, description="Content parts (text and image) over all messages of one request.")
+    max_text_chars: int = Field(
+        1_000_000, ge=1, description="Characters of text in one request (every string but image URLs): "
+                                     "about 250K tokens, the largest Qwen3-VL context.")
+    max_stop_sequences: int = Field(
+        16, ge=1, description="Stop strings in one request (OpenAI allows 4; each is checked at every step).")
+    max_stop_chars: int = Field(1024, ge=1, description="Characters in one stop string.")
+    max_tools: int = Field(128, ge=1, description="Tools in one request (OpenAI's limit).")
+    max_json_values: int = Field(
+        100_000, ge=1, description="JSON values (objects, arrays, strings, numbers) in one request body.")

@@ -23,6 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from zwz.server.api.request_shape import RequestLimits, bound_limits
+
 logger = logging.getLogger(__name__)
 
 # Bodies up to this many bytes are parsed inline: a 448 px photo's request is ~40 KB and parses in well under
@@ -32,10 +34,13 @@ DEFAULT_THRESHOLD_BYTES = 1024 * 1024
 _PARSES_PER_WORKER = 8
 
 
-def _validate(model: type[BaseModel], body: bytes) -> tuple[BaseModel | None, list[dict[str, Any]]]:
-    """In the worker: ``model`` from ``body``, or the errors (without their input, which may be megabytes)."""
+def _validate(model: type[BaseModel], body: bytes,
+              limits: RequestLimits) -> tuple[BaseModel | None, list[dict[str, Any]]]:
+    """In the worker: ``model`` from ``body`` under the app's request-shape ``limits``, or the errors
+    (without their input, which may be megabytes)."""
     try:
-        return model.model_validate_json(body), []
+        with bound_limits(limits):
+            return model.model_validate_json(body), []
     except ValidationError as exc:
         return None, exc.errors(include_url=False, include_input=False, include_context=False)
 
@@ -54,11 +59,11 @@ class BodyParser:
                                              max_tasks_per_child=_PARSES_PER_WORKER)
         return self._pool
 
-    async def parse(self, model: type[BaseModel], body: bytes) -> BaseModel:
+    async def parse(self, model: type[BaseModel], body: bytes, limits: RequestLimits) -> BaseModel:
         """``model`` validated from ``body`` off the loop; ``RequestValidationError`` as FastAPI would raise it."""
         loop = asyncio.get_running_loop()
         try:
-            value, errors = await loop.run_in_executor(self._executor(), _validate, model, body)
+            value, errors = await loop.run_in_executor(self._executor(), _validate, model, body, limits)
         except BrokenProcessPool:
             # The worker died (killed for memory, say): the next big body gets a fresh one; this one fails.
             self.shutdown()
@@ -85,12 +90,15 @@ class OffLoopBodyRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             parser: BodyParser | None = getattr(request.app.state, "body_parser", None)
-            # Only what FastAPI itself would parse as JSON (a JSON content type, or none).
-            if parser is not None and "json" in request.headers.get("content-type", "application/json"):
-                body = await request.body()  # kept on the request: FastAPI's handler reads it from there
-                if len(body) > parser.threshold_bytes:
-                    # FastAPI takes request.json() as the body to validate; a model instance passes as is.
-                    request._json = await parser.parse(model, body)
-            return await handler(request)
+            # The request models check their shape against the app's limits, here or in the worker.
+            limits = RequestLimits.from_settings(request.app.state.settings)
+            with bound_limits(limits):
+                # Only what FastAPI itself would parse as JSON (a JSON content type, or none).
+                if parser is not None and "json" in request.headers.get("content-type", "application/json"):
+                    body = await request.body()  # kept on the request: FastAPI's handler reads it from there
+                    if len(body) > parser.threshold_bytes:
+                        # FastAPI takes request.json() as the body to validate; a model instance passes as is.
+                        request._json = await parser.parse(model, body, limits)
+                return await handler(request)
 
         return route

@@ -6,11 +6,16 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zwz.analytics.zoom.agent import AgentResult
 from zwz.analytics.zoom.attention_zoom import AttentionZoomResult
 from zwz.defaults import AGENT_FIXED_TURNS, AGENT_MAX_TURNS
+from zwz.server.api.request_shape import check_attention_shape, check_chat_shape, current_limits
+from zwz.server.engines.request_policy import SEED_MAX, SEED_MIN
+
+# Integers the engines hand to torch and (vLLM) msgpack must fit 64 bits; beyond, a 400 here, not a 500 there.
+_INT64_MAX = 2**63 - 1
 
 
 # -- request ---------------------------------------------------------------------------------------------
@@ -59,11 +64,12 @@ class MMProcessorKwargs(BaseModel):
     """Per-request image pixel budget, in vLLM's field name so both engines read the same request."""
 
     model_config = ConfigDict(extra="forbid")
-    min_pixels: int | None = Field(None, ge=1)
-    max_pixels: int | None = Field(None, ge=1)
+    min_pixels: int | None = Field(None, ge=1, le=_INT64_MAX)
+    max_pixels: int | None = Field(None, ge=1, le=_INT64_MAX)
 
 
-LayerChoice = int | list[int] | Literal["all"] | None
+# No model has more than a few hundred LLM layers: a longer list is refused before it is resolved.
+LayerChoice = int | Annotated[list[int], Field(max_length=1024)] | Literal["all"] | None
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in original-image pixels")]
 
 
@@ -81,7 +87,7 @@ class AgentOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     max_turns: int = Field(AGENT_MAX_TURNS, ge=1, le=50, description="Model calls at most (Qwen-Agent allows 20).")
-    fixed_turns: int = Field(AGENT_FIXED_TURNS, ge=0,
+    fixed_turns: int = Field(AGENT_FIXED_TURNS, ge=0, le=50,
                              description="Timing harness: zoom this many times even if the model does not ask.")
 
 
@@ -91,13 +97,13 @@ class ChatCompletionRequest(BaseModel):
 
     messages: list[Message] = Field(min_length=1)
     model: str
-    frequency_penalty: float | None = None
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logprobs: bool | None = None
-    max_completion_tokens: int | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, ge=1, description="Deprecated OpenAI name of max_completion_tokens.")
-    n: int | None = 1
-    presence_penalty: float | None = None
-    seed: int | None = None
+    max_completion_tokens: int | None = Field(None, ge=1, le=_INT64_MAX)
+    max_tokens: int | None = Field(None, ge=1, le=_INT64_MAX, description="Deprecated OpenAI name of max_completion_tokens.")
+    n: int | None = Field(1, ge=1, le=128)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="A 64-bit integer, as vLLM's server takes.")
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -107,13 +113,19 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Any = None
     user: str | None = None
     # zwz extensions
-    top_k: int | None = Field(None, ge=0, description="Sample from the k most likely tokens (0: off).")
+    top_k: int | None = Field(None, ge=0, le=_INT64_MAX, description="Sample from the k most likely tokens (0: off).")
     mm_processor_kwargs: MMProcessorKwargs | None = Field(None, description="Image pixel budget for this request.")
     zwz_attention: AttentionOptions | None = Field(None, description="Return the relative-attention map too.")
     zwz_mode: Literal["single", "agent", "attention_zoom"] = Field(
         "single", description="single: one pass; agent: tool-use zoom agent; attention_zoom: answer on [image, crop "
                               "chosen from the relative-attention map].")
     zwz_agent: AgentOptions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_shape(cls, data: Any) -> Any:
+        check_chat_shape(data, current_limits())  # on the raw JSON, before any message is validated
+        return data
 
 
 class ZoomAttentionRequest(BaseModel):
@@ -128,6 +140,12 @@ class ZoomAttentionRequest(BaseModel):
     method: Literal["fast", "reference"] = Field("fast", description="'reference': eager output_attentions passes.")
     heatmap: bool = Field(True, description="Include the heatmap overlay as a base64 PNG.")
     mm_processor_kwargs: MMProcessorKwargs | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_shape(cls, data: Any) -> Any:
+        check_attention_shape(data, current_limits())
+        return data
 
 
 # -- response --------------------------------------------------------------------------------------------

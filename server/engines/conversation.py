@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from zwz.server.engines.base import GenerationRequest
+from zwz.server.engines.base import GenerationRequest, InvalidRequestError
 
 
 def to_hf_conversation(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[Image.Image]]:
@@ -42,4 +42,13 @@ def render_prompt(processor: Any, request: GenerationRequest) -> tuple[str, list
     conversation, images = to_hf_conversation(request)
     text = processor.apply_chat_template(conversation, tools=request.tools or None, add_generation_prompt=True,
                                          tokenize=False)
+    # The API refuses such text with its field named; this covers every other way in (messages, tools, a
+    # zoom mode's own turns), on both engines, before the tokenizer fails on it with a TypeError.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError("the prompt holds an unpaired UTF-16 surrogate (such as \\ud800), which is "
+                                      "not Unicode; send valid UTF-8 text", param="messages",
+                                      code="invalid_unicode") from None
     return text, images

@@ -12,6 +12,12 @@ from typing import Any
 
 from zwz.server.engines.base import InvalidRequestError, SamplingParams
 
+# Seeds are 64-bit integers, as vLLM's server takes them (torch's generators and msgpack reject larger ones).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+# vLLM raises a temperature in (0, 0.01) to 0.01: below it the logits overflow to inf and sampling fails
+# (NaN probabilities). Both engines apply it, so they sample alike.
+MIN_SAMPLING_TEMPERATURE = 1e-2
+
 
 @dataclass
 class RowSettings:
@@ -62,14 +68,20 @@ def row_settings(sampling: SamplingParams, defaults: Any, *, prompt_tokens: int,
     """Resolve ``sampling`` against ``defaults`` (a transformers GenerationConfig).
 
     Unset temperature: the model's own (greedy when its config does not sample). Unset max_tokens: the
-    server default, capped by the room left in the context.
+    server default, capped by the room left in the context. A seed outside 64 bits is refused here, when the
+    request arrives, not in the batch it would have joined; seed -1 means none, as in vLLM.
     """
+    seed = sampling.seed
+    if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
+        raise InvalidRequestError(f"seed must be a 64-bit integer ({SEED_MIN} to {SEED_MAX})", param="seed")
     room = max_model_len - prompt_tokens
     max_tokens = sampling.max_tokens if sampling.max_tokens is not None else min(default_max_tokens, room)
     if sampling.temperature is not None:
         temperature = sampling.temperature
     else:
         temperature = (defaults.temperature or 1.0) if defaults.do_sample else 0.0
+    if temperature > 0:
+        temperature = max(temperature, MIN_SAMPLING_TEMPERATURE)
     top_p = sampling.top_p if sampling.top_p is not None else (defaults.top_p or 1.0)
     if sampling.top_k is not None:
         top_k = sampling.top_k
@@ -80,6 +92,6 @@ def row_settings(sampling: SamplingParams, defaults: Any, *, prompt_tokens: int,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
-        seed=sampling.seed,
+        seed=None if seed == -1 else seed,
         stop=tuple(s for s in sampling.stop if s),
     )

@@ -3,7 +3,10 @@
 Requests are prepared (chat template, image preprocessing) in a thread pool as they arrive, then wait in
 a bounded queue. One decoding thread takes everything waiting (up to ``max_batch_size``), left-pads it
 into one batch and runs a single ``generate`` with per-row sampling and stopping (``decoding.py``).
-Requests that arrive while a batch runs form the next batch. Attention maps (``attention_maps``) live in
+Requests that arrive while a batch runs form the next batch. A request's own set-up (its sampling settings and
+random stream) happens when it arrives, so what is wrong with it fails it alone; and should a batch still
+fail, its unfinished rows run again one by one, each going on from the tokens it already has, so only the
+row at fault fails. Attention maps (``attention_maps``) live in
 ``transformers_attention.py``; the prompt is built by ``conversation.py``, shared with the vLLM engine.
 """
 
@@ -33,7 +36,7 @@ from zwz.server.engines.base import (
     SamplingParams,
 )
 from zwz.server.engines.conversation import render_prompt
-from zwz.server.engines.decoding import RowSampler, RowState, RowTracker
+from zwz.server.engines.decoding import ReplayPrefix, RowSampler, RowState, RowTracker, row_generator
 from zwz.server.engines.model_loading import load_model
 from zwz.server.engines.request_policy import RowSettings, check_context, pixel_budget, row_settings
 from zwz.server.engines.transformers_attention import TransformersAttentionMaps
@@ -73,7 +76,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     attention: AttentionOptions | None = None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    state: RowState | None = None
+    state: RowState = field(init=False)
     stream: bool = True
     cancelled: bool = False
     first_token_at: float | None = None
@@ -86,6 +89,9 @@ class _Job:
             self.held = chunk
             return
         self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
+
+    def fail(self, exc: BaseException) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, exc)
 
     def release_final(self, attention: RelativeAttention | None) -> None:
         if self.held is not None:
@@ -173,6 +179,9 @@ class TransformersEngine:
             raise InvalidRequestError("an attention map needs an image in the prompt", param="zwz_attention")
         settings = self._row_settings(request.sampling, prepared.prompt_tokens)
         job = _Job(prepared=prepared, settings=settings, loop=loop, stream=request.stream, attention=request.attention)
+        # The row's set-up, here and not in the batch: what fails in it fails this request alone.
+        job.state = RowState(settings=settings, emit=self._emitter(job),
+                             generator=row_generator(settings, torch.device(self.device)))
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -191,8 +200,7 @@ class TransformersEngine:
         finally:
             # The consumer went away (client disconnect) or finished: stop decoding this row.
             job.cancelled = True
-            if job.state is not None:
-                job.state.cancelled = True
+            job.state.cancelled = True
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Chat template + tokenization + image preprocessing for one request (runs in a worker thread)."""
@@ -235,19 +243,28 @@ class TransformersEngine:
             listener(len(batch))
         try:
             await loop.run_in_executor(self._decode_pool, self._run_batch, batch)
-        except Exception as exc:  # a failed batch fails its requests, never the scheduler
-            logger.exception("batch of %d failed", len(batch))
+        except Exception as exc:  # a failed batch fails only the rows at fault, never the scheduler
+            if len(batch) == 1:
+                logger.exception("a request failed while decoding")
+                batch[0].fail(exc)
+                return
+            logger.exception("batch of %d failed; its unfinished rows run again one by one", len(batch))
             for job in batch:
-                job.loop.call_soon_threadsafe(job.queue.put_nowait, exc)
+                if job.state.finish_reason is not None:
+                    continue  # answered in full before the failure
+                if job.cancelled:  # its client left: nothing to run again for
+                    job.state.finish_reason = "cancelled"
+                    self.cancelled_rows += 1
+                    continue
+                job.state.restart()
+                await self._run_group(loop, [job])
 
     def _run_batch(self, batch: list[_Job]) -> None:
         inputs = self._collate([job.prepared for job in batch])
-        states = []
-        for job in batch:
-            job.state = RowState(settings=job.settings, emit=self._emitter(job), cancelled=job.cancelled)
-            states.append(job.state)
+        states = [job.state for job in batch]
         tracker = RowTracker(states, self._decode, self.eos_ids)
-        sampler = RowSampler([job.settings for job in batch], device=torch.device(self.device))
+        sampler = RowSampler([job.settings for job in batch], device=torch.device(self.device),
+                             generators=[state.generator for state in states])
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         config = GenerationConfig(
@@ -266,7 +283,7 @@ class TransformersEngine:
             self.model.generate(
                 **inputs,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([sampler]),
+                logits_processor=LogitsProcessorList([sampler, ReplayPrefix(states)]),
                 stopping_criteria=StoppingCriteriaList([tracker]),
             )
         tracker.finish_all()

@@ -13,6 +13,7 @@ parameters, and its map arrives on its last chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -207,16 +208,19 @@ class VllmEngine:
 
         row = row_settings(request.sampling, self._defaults, prompt_tokens=prompt_tokens,
                            max_model_len=self.info.max_model_len, default_max_tokens=self.settings.default_max_tokens)
-        return SamplingParams(
-            max_tokens=row.max_tokens,
-            temperature=row.temperature,
-            top_p=row.top_p,
-            top_k=row.top_k,
-            seed=row.seed,
-            stop=list(row.stop) or None,
-            # Not streaming: one output at the end instead of one per token.
-            output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY,
-        )
+        # vLLM checks its parameters here, in this process: a bad one fails this request, never vLLM's engine
+        # core (where an error would end every running request).
+        with _client_errors():
+            return SamplingParams(
+                max_tokens=row.max_tokens,
+                temperature=row.temperature,
+                top_p=row.top_p,
+                top_k=row.top_k,
+                seed=row.seed,
+                stop=list(row.stop) or None,
+                # Not streaming: one output at the end instead of one per token.
+                output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY,
+            )
 
 
 def _image_cache_drift(out: Any) -> bool:
@@ -226,16 +230,23 @@ def _image_cache_drift(out: Any) -> bool:
                 and not completion.token_ids)
 
 
-async def _vllm_call(awaitable):
-    """Await a vLLM call, turning its client errors (bad input, too many images) into ours."""
+@contextlib.contextmanager
+def _client_errors():
+    """vLLM's client errors (bad input, too many images, bad sampling parameters) as ours."""
     from vllm.exceptions import VLLMValidationError
 
     try:
-        return await awaitable
+        yield
     except VLLMValidationError as exc:
         raise InvalidRequestError(exc.args[0] if exc.args else str(exc), param=exc.parameter) from None
     except ValueError as exc:  # vLLM's input processing reports bad prompts and images as ValueError
         raise InvalidRequestError(str(exc)) from None
+
+
+async def _vllm_call(awaitable):
+    """Await a vLLM call, turning its client errors into ours."""
+    with _client_errors():
+        return await awaitable
 
 
 class _Once:
