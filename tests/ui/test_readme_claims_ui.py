@@ -75,7 +75,8 @@ def ui_command(keyed_server, benchmark_file, tmp_path_factory) -> Iterator[str]:
         stop_process(proc)
 
 
-def test_server_variable_key_model_name_and_benchmark_flags(keyed_server, ui_command, page, screenshot):
+def test_server_variable_key_model_name_and_benchmark_flags(browser, keyed_server, ui_command, page,
+                                                          screenshot):  # browser first: no Chromium, no UI
     from playwright.sync_api import expect
 
     server_url, seen = keyed_server
