@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from zwz.serve_process import free_port, stop_process, wait_until_up
 
