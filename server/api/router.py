@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
@@ -25,44 +23,17 @@ from zwz.server.api.protocol import (
     ZoomAttentionRequest,
     ZoomAttentionResponse,
 )
-from zwz.server.engines.base import Engine
 from zwz.server.metrics import ServerMetrics
-from zwz.server.serving.attention import AttentionService
-from zwz.server.serving.chat import ChatService
 
 
-# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` ones in a thread pool, and each
-# such hop cost about a millisecond per request on a busy 2-core machine.
+# The API key check is the routers' one dependency, present only where a key is set; the endpoints read
+# the services from app.state themselves: each resolved dependency costs FastAPI's solver per request.
 async def require_api_key(request: Request) -> None:
     expected = request.app.state.settings.api_key
-    if not expected:
-        return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected.encode()):
         raise APIError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')", code="invalid_api_key")
-
-
-async def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
-
-
-async def get_chat(request: Request) -> ChatService:
-    return request.app.state.chat
-
-
-async def get_metrics(request: Request) -> ServerMetrics:
-    return request.app.state.metrics
-
-
-async def get_attention(request: Request) -> AttentionService:
-    return request.app.state.attention
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
-Chat = Annotated[ChatService, Depends(get_chat)]
-Attention = Annotated[AttentionService, Depends(get_attention)]
-Metrics = Annotated[ServerMetrics, Depends(get_metrics)]
 
 
 class Health(BaseModel):
@@ -73,27 +44,26 @@ class Health(BaseModel):
     uptime_s: float
 
 
-async def list_models(request: Request, engine: EngineDep) -> ModelList:
-    info = engine.info
+async def list_models(request: Request) -> ModelList:
+    info = request.app.state.engine.info
     created = request.app.state.started_at
     return ModelList(data=[ModelCard(id=name, created=created, max_model_len=info.max_model_len)
                            for name in request.app.state.served_model_names])
 
 
-async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Metrics):
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    metrics: ServerMetrics = request.app.state.metrics
     metrics.in_flight.inc()
     try:
-        result = await chat.create(body)
+        result = await request.app.state.chat.create(body)
     except BaseException:
         metrics.in_flight.dec()
         raise
     if not body.stream:
         metrics.in_flight.dec()
-        payload = result.model_dump()
-        for extension in ("zwz_attention", "zwz_trajectory"):  # an extension appears only when asked for
-            if payload.get(extension) is None:
-                payload.pop(extension, None)
-        return JSONResponse(payload)
+        # An extension appears only when asked for; pydantic writes the JSON itself (no dict, no json.dumps).
+        unasked = {name for name in ("zwz_attention", "zwz_trajectory") if getattr(result, name) is None}
+        return Response(result.model_dump_json(exclude=unasked), media_type="application/json")
 
     async def stream():
         try:
@@ -105,23 +75,26 @@ async def chat_completions(body: ChatCompletionRequest, chat: Chat, metrics: Met
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def zoom_attention(body: ZoomAttentionRequest, attention: Attention, metrics: Metrics):
+async def zoom_attention(body: ZoomAttentionRequest, request: Request):
     """The relative-attention map of a question over an image (paper App. 12), with coverage and heatmap."""
+    metrics: ServerMetrics = request.app.state.metrics
     metrics.in_flight.inc()
     try:
-        return JSONResponse((await attention.create(body)).model_dump())
+        result = await request.app.state.attention.create(body)
+        return Response(result.model_dump_json(), media_type="application/json")
     finally:
         metrics.in_flight.dec()
 
 
-async def health(request: Request, engine: EngineDep) -> Health:
-    info = engine.info
+async def health(request: Request) -> Health:
+    info = request.app.state.engine.info
     return Health(status="ok", engine=info.engine, model=request.app.state.served_model_names[0],
                   random_weights=info.random_weights, uptime_s=round(time.time() - request.app.state.started_at, 1))
 
 
-async def metrics_endpoint(engine: EngineDep, metrics: Metrics) -> Response:
-    metrics.queue_depth.set(engine.queue_depth)
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: ServerMetrics = request.app.state.metrics
+    metrics.queue_depth.set(request.app.state.engine.queue_depth)
     # Our registry plus the process-wide one (where engines such as vLLM register theirs).
     body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
@@ -138,7 +111,8 @@ def build_routers(*, api_key: bool, attention_maps: bool) -> list[APIRouter]:
     """The /v1 and ops routers, each route declaring exactly the statuses it can answer here."""
     auth = (401,) if api_key else ()
     no_maps = () if attention_maps else (501,)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], route_class=OffLoopBodyRoute)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)] if api_key else [],
+                   route_class=OffLoopBodyRoute)
     v1.add_api_route("/models", list_models, methods=["GET"], responses=error_responses(*auth))
     v1.add_api_route(
         "/chat/completions", chat_completions, methods=["POST"], response_model=None,
