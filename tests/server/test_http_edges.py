@@ -134,5 +134,24 @@ def test_health_answers_while_a_huge_body_is_parsed(run_app, scripted_engine):
             assert health.status_code == 200
             assert select.select([sock], [], [], 0)[0] == [], "the big request was answered before /health"
             status, answer = read_response(sock)
-        assert status in (200, 400), answer  # 400 where the request-shape limits cap the message count
+        error = json.loads(answer)["error"]  # the request-shape limit, checked in the worker process
+        assert (status, error["param"]) == (400, "messages"), answer
+        assert error["message"] == "messages: 800000 messages; this server allows at most 2048 (--max-messages)"
         good_chat(url)
+
+
+def test_big_bodies_parsed_off_the_loop_validate_like_small_ones(run_app, scripted_engine, images):
+    url_of_image = images.data_url(images.noise(1024, 768), "PNG")  # ~3 MB of base64: past the 1 MB threshold
+    assert len(url_of_image) > 2 * 1024 * 1024
+    content = [{"type": "image_url", "image_url": {"url": url_of_image}}, {"type": "text", "text": "what?"}]
+    body = {"model": "scripted", "messages": [{"role": "user", "content": content}]}
+    engine = scripted_engine("ok")
+    with run_app(create_app(ServerSettings(), engine)) as url:
+        bad = httpx.post(f"{url}/v1/chat/completions", json={**body, "temperature": 5}, timeout=120)
+        assert bad.status_code == 400
+        assert bad.json()["error"]["param"] == "temperature"
+        assert bad.json()["error"]["message"] == "temperature: Input should be less than or equal to 2"
+        good = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
+        assert good.status_code == 200, good.text
+        assert good.json()["choices"][0]["message"]["content"] == "ok"
+        assert engine.requests[-1].messages[-1].content[0].size == (1024, 768)
