@@ -39,6 +39,7 @@ from zwz.analytics.zoom.backend import (
     split_last_user_turn,
     user_turn,
 )
+from zwz.analytics.zoom.crop import fit_aspect_ratio
 from zwz.analytics.zoom.requests import AttentionMapReply
 
 logger = logging.getLogger(__name__)
@@ -99,10 +100,13 @@ class AttentionZoomResult:
 
 
 def suggested_crop_box(box: Any, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A map's suggested box as a crop box inside an image of ``size``: rounded, clipped; ValueError if empty.
+    """A map's suggested box as a crop box inside an image of ``size``: rounded, clipped, widened to the
+    processor's aspect-ratio limit (``crop.fit_aspect_ratio``); ValueError if empty.
 
     >>> suggested_crop_box([10.4, -3, 700, 50.6], (640, 480))
     (10, 0, 640, 51)
+    >>> suggested_crop_box([0, 0, 7000, 20], (7000, 40))
+    (0, 0, 7000, 35)
     """
     try:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
@@ -111,7 +115,7 @@ def suggested_crop_box(box: Any, size: tuple[int, int]) -> tuple[int, int, int, 
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(size[0], x2), min(size[1], y2)
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"suggested_box {box!r} is empty inside the {size[0]}x{size[1]} image")
-    return x1, y1, x2, y2
+    return fit_aspect_ratio((x1, y1, x2, y2), size)
 
 
 def zoomed_conversation(history: list[dict[str, Any]], images: list[Image.Image], question: str,

@@ -18,6 +18,7 @@ from zwz.server.api.protocol import AttentionMap, ZoomAttentionRequest, ZoomAtte
 from zwz.server.engines.base import AttentionMapper, Engine
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.media import MediaPolicy, load_image
+from zwz.server.serving.visual_budget import VisualBudget
 
 
 def require_attention_maps(engine: Engine) -> AttentionMapper:
@@ -78,6 +79,7 @@ class AttentionService:
         self.engine = engine
         self.served_model_names = served_model_names
         self.media = media
+        self.visual = VisualBudget.for_model(engine.info)
         self.metrics = metrics
 
     async def create(self, request: ZoomAttentionRequest) -> ZoomAttentionResponse:
@@ -86,9 +88,11 @@ class AttentionService:
             raise APIError(404, f"the model {request.model!r} does not exist; this server serves "
                                 f"{', '.join(self.served_model_names)}", param="model", code="model_not_found")
         maps = require_attention_maps(self.engine)
-        image = await asyncio.to_thread(load_image, request.image, self.media)
-        box = check_box(request.box, image.size)
         mm = request.mm_processor_kwargs
+        # An image whose visual tokens overflow the context is refused from its header, undecoded.
+        tokens = self.visual.request(mm.min_pixels if mm else None, mm.max_pixels if mm else None) if self.visual else None
+        image = await asyncio.to_thread(load_image, request.image, self.media, tokens.admit if tokens else None)
+        box = check_box(request.box, image.size)
         result = await maps.analyze(image, request.question, layers=request.layer, method=request.method,
                                     min_pixels=mm.min_pixels if mm else None,
                                     max_pixels=mm.max_pixels if mm else None)

@@ -16,6 +16,7 @@ from zwz.server.serving.media import MediaPolicy, load_image
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.attention import attention_payload, check_box, require_attention_maps
 from zwz.server.serving.modes import MODES
+from zwz.server.serving.visual_budget import VisualBudget
 from zwz.server.serving.tool_parsing import ToolCallStream, extract_tool_calls
 from zwz.server.api.protocol import (
     AttentionMap,
@@ -57,6 +58,7 @@ class ChatService:
         self.engine = engine
         self.served_model_names = served_model_names
         self.limits = limits
+        self.visual = VisualBudget.for_model(engine.info)
         self.metrics = metrics
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletionResponse | AsyncIterator[str]:
@@ -153,12 +155,16 @@ class ChatService:
         if len(urls) > self.limits.max_images_per_request:
             raise APIError(400, f"{len(urls)} images in one request; this server allows at most "
                                 f"{self.limits.max_images_per_request}", param="messages", code="too_many_images")
+        mm = request.mm_processor_kwargs
+        # Images whose visual tokens alone overflow the context are refused from their headers, undecoded.
+        tokens = self.visual.request(mm.min_pixels if mm else None, mm.max_pixels if mm else None) if self.visual else None
+        admit = tokens.admit if tokens else None
         # Decoding a large image takes a while: keep the event loop free. Small ones (well under a
         # millisecond) are cheaper to decode here than to hand to a thread.
         if sum(len(url) for url in urls) > _INLINE_DECODE_CHARS:
-            images = await asyncio.to_thread(lambda: [load_image(url, self.limits.media) for url in urls])
+            images = await asyncio.to_thread(lambda: [load_image(url, self.limits.media, admit) for url in urls])
         else:
-            images = [load_image(url, self.limits.media) for url in urls]
+            images = [load_image(url, self.limits.media, admit) for url in urls]
         image_iter = iter(images)
         messages: list[ChatMessage] = []
         for m in request.messages:
@@ -183,7 +189,6 @@ class ChatService:
             seed=request.seed,
             stop=stop,
         )
-        mm = request.mm_processor_kwargs
         return GenerationRequest(
             messages=messages,
             sampling=sampling,
