@@ -33,8 +33,8 @@ def test_pixel_budget_bounds_are_inclusive():
 @pytest.mark.parametrize(("lo", "hi"), [(TOKEN - 1, 4096), (4096, 4095), (None, 3135)])
 def test_pixel_budget_refuses_an_impossible_budget(lo, hi):
     got_lo = 3136 if lo is None else lo
-    with pytest.raises(InvalidRequestError,
-                       match=rf"^pixel budget must satisfy 784 <= min_pixels <= max_pixels \(got {got_lo}, {hi}\)$") as e:
+    message = rf"^pixel budget must satisfy 784 <= min_pixels <= max_pixels \(got {got_lo}, {hi}\)$"
+    with pytest.raises(InvalidRequestError, match=message) as e:
         pixel_budget(PROCESSOR, lo, hi)
     assert (e.value.param, e.value.code, e.value.status_code) == ("mm_processor_kwargs", None, 400)
     assert pixel_budget(PROCESSOR, got_lo if got_lo >= TOKEN else TOKEN, 8192)["longest_edge"] == 8192
@@ -92,5 +92,6 @@ def test_sampling_config_without_values_samples_plainly():
 def test_default_max_tokens_is_capped_by_the_room_left():
     assert settings(SamplingParams(), GREEDY_CONFIG, prompt_tokens=90).max_tokens == 10
     assert settings(SamplingParams(), GREEDY_CONFIG, prompt_tokens=84).max_tokens == 16
-    assert settings(SamplingParams(max_tokens=30), GREEDY_CONFIG, prompt_tokens=90).max_tokens == 30  # checked elsewhere
+    # A requested max_tokens is kept: check_context refuses one that does not fit.
+    assert settings(SamplingParams(max_tokens=30), GREEDY_CONFIG, prompt_tokens=90).max_tokens == 30
     assert settings(SamplingParams(max_tokens=0), GREEDY_CONFIG).max_tokens == 1  # at least one token
