@@ -87,11 +87,23 @@ def row_settings(sampling: SamplingParams, defaults: Any, *, prompt_tokens: int,
         top_k = sampling.top_k
     else:
         top_k = (defaults.top_k or 0) if defaults.do_sample else 0
+    stop = tuple(s for s in sampling.stop if s)
+    for text in stop:  # each is checked at every step of the batch: refuse a bad one now, not there
+        if not isinstance(text, str) or not (text.isascii() or _encodes(text)):
+            raise InvalidRequestError(f"stop strings must be valid Unicode text (got {text!r})", param="stop")
     return RowSettings(
         max_tokens=max(1, max_tokens),
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
         seed=None if seed == -1 else seed,
-        stop=tuple(s for s in sampling.stop if s),
+        stop=stop,
     )
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate
+        return False
+    return True

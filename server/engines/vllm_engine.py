@@ -203,6 +203,7 @@ class VllmEngine:
                          images=images, size=size)
 
     def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> Any:
+        import msgspec
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -211,7 +212,7 @@ class VllmEngine:
         # vLLM checks its parameters here, in this process: a bad one fails this request, never vLLM's engine
         # core (where an error would end every running request).
         with _client_errors():
-            return SamplingParams(
+            params = SamplingParams(
                 max_tokens=row.max_tokens,
                 temperature=row.temperature,
                 top_p=row.top_p,
@@ -221,6 +222,10 @@ class VllmEngine:
                 # Not streaming: one output at the end instead of one per token.
                 output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY,
             )
+            # The engine core decodes them with msgspec; what it cannot decode is dropped there and its client
+            # waits for ever. The same round trip here (a few microseconds) refuses such a request first.
+            msgspec.msgpack.decode(msgspec.msgpack.encode(params), type=SamplingParams)
+        return params
 
 
 def _image_cache_drift(out: Any) -> bool:
@@ -233,13 +238,14 @@ def _image_cache_drift(out: Any) -> bool:
 @contextlib.contextmanager
 def _client_errors():
     """vLLM's client errors (bad input, too many images, bad sampling parameters) as ours."""
+    import msgspec
     from vllm.exceptions import VLLMValidationError
 
     try:
         yield
     except VLLMValidationError as exc:
         raise InvalidRequestError(exc.args[0] if exc.args else str(exc), param=exc.parameter) from None
-    except ValueError as exc:  # vLLM's input processing reports bad prompts and images as ValueError
+    except (ValueError, msgspec.MsgspecError) as exc:  # vLLM's input processing: bad prompts and images
         raise InvalidRequestError(str(exc)) from None
 
 
