@@ -10,10 +10,11 @@ chat with ``zwz_attention``), bad requests (a 4xx is the right answer) and strea
 first bytes. Without ``--url`` the server is started here (``zwz serve`` on the tiny model unless ``--model``).
 
 Per interval (``--interval-s``, default a minute): requests ended, statuses, p50/p99 of the answered good
-requests, the server's RSS (its process from /proc, plus its child processes such as vLLM's engine core; with
-``--url`` the ``process_resident_memory_bytes`` of ``/metrics``) and the in-flight and queue gauges. Verdict:
-no 5xx, no unexpected status, RSS within 10 % of the end of the first (warm-up) interval, and in-flight and
-queue back to 0 once the load stops. ``--out`` gets ``summary.json`` (and ``soak.png`` with matplotlib).
+requests, the server's RSS (its process from /proc plus its child processes such as vLLM's engine core; with
+``--url`` the ``process_resident_memory_bytes`` of ``/metrics``), sampled every 5 s: the interval's median,
+peak and last sample, and the in-flight and queue gauges. Verdict: no 5xx, no unexpected status, every later
+interval's RSS median within 10 % of the first (warm-up) interval's, and in-flight and queue back to 0 once the
+load stops. ``--out`` gets ``summary.json`` and the server's log (and ``soak.png`` with matplotlib).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 from collections import Counter
@@ -49,6 +51,9 @@ BOX = [100, 100, 300, 260]  # inside every 448 px scene
 CYCLE = ("single", "stream", "bad", "single", "agent", "disconnect", "chat_map", "single", "stream",
          "attention_map", "bad", "single", "attention_zoom", "stream", "disconnect", "single")
 RSS_TOLERANCE = 0.10
+# RSS swings with the requests in flight (their tensors are mmapped and returned when freed), so each interval's
+# RSS is the median of samples this often; a leak or allocator growth moves the median, a busy moment does not.
+RSS_SAMPLE_S = 5.0
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Interval:
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, status or error name)
     latencies: list[float] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)  # MB, sampled every RSS_SAMPLE_S
 
 
 class Traffic:
@@ -193,6 +199,11 @@ def server_rss_mb(pid: int | None, samples: Samples | None) -> tuple[float | Non
     return _rss_mb(pid), rest
 
 
+def _total_rss(pid: int | None, root: str) -> float | None:
+    rss, children = server_rss_mb(pid, scrape(root) if pid is None else None)
+    return None if rss is None else rss + children
+
+
 def gauges(samples: Samples | None) -> tuple[float | None, float | None]:
     if samples is None:
         return None, None
@@ -233,14 +244,18 @@ async def soak(root: str, pid: int | None, args: argparse.Namespace) -> dict[str
 
         async def reporter() -> None:
             nonlocal current
+            next_row = t0 + args.interval_s
             while time.monotonic() < end and not clients_done.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(clients_done.wait(), max(0.0, min(args.interval_s, end - time.monotonic())))
+                    await asyncio.wait_for(clients_done.wait(), max(0.0, min(RSS_SAMPLE_S, end - time.monotonic())))
                 if clients_done.is_set():
                     break
-                done, current = current, Interval()
-                rows.append(await asyncio.to_thread(_row, len(rows) + 1, time.monotonic() - t0, done, root, pid))
-                print(format_row(rows[-1]), flush=True)
+                current.rss.append(await asyncio.to_thread(_total_rss, pid, root))
+                if time.monotonic() >= next_row or time.monotonic() >= end:
+                    next_row += args.interval_s
+                    done, current = current, Interval()
+                    rows.append(await asyncio.to_thread(_row, len(rows) + 1, time.monotonic() - t0, done, root, pid))
+                    print(format_row(rows[-1]), flush=True)
 
         clients_done = asyncio.Event()
 
@@ -262,6 +277,8 @@ def _row(n: int, t: float, done: Interval, root: str, pid: int | None) -> dict[s
     samples = scrape(root)
     rss, children = server_rss_mb(pid, samples)
     in_flight, queue = gauges(samples)
+    done.rss.append(None if rss is None else rss + children)
+    sampled = sorted(v for v in done.rss if v is not None)
     statuses = Counter()
     for (_, status), count in done.statuses.items():
         statuses[status] += count
@@ -270,7 +287,9 @@ def _row(n: int, t: float, done: Interval, root: str, pid: int | None) -> dict[s
             "by_kind": {f"{k}:{s}": c for (k, s), c in sorted(done.statuses.items())},
             "p50_ms": percentile(done.latencies, 0.5) * 1e3 if done.latencies else None,
             "p99_ms": percentile(done.latencies, 0.99) * 1e3 if done.latencies else None,
-            "rss_mb": rss, "children_rss_mb": children, "in_flight": in_flight, "queue": queue,
+            "rss_mb": rss, "children_rss_mb": children,
+            "rss_median_mb": statistics.median(sampled) if sampled else None,
+            "rss_peak_mb": sampled[-1] if sampled else None, "in_flight": in_flight, "queue": queue,
             "unexpected": done.unexpected[:20], "unexpected_count": len(done.unexpected)}
 
 
@@ -288,8 +307,8 @@ def _settled(root: str, pid: int | None, wait_s: float) -> dict[str, Any]:
 
 
 def header() -> str:
-    return ("| interval | t s | requests | statuses | p50 ms | p99 ms | RSS MB | children MB | in-flight | queue |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    return ("| interval | t s | requests | statuses | p50 ms | p99 ms | RSS MB median | peak | end | of which children "
+            "| in-flight | queue |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def _num(value: float | None, fmt: str = ".0f") -> str:
@@ -299,7 +318,8 @@ def _num(value: float | None, fmt: str = ".0f") -> str:
 def format_row(row: dict[str, Any]) -> str:
     statuses = " ".join(f"{s}:{c}" for s, c in row["statuses"].items())
     return (f"| {row['interval']} | {row['t_s']:.0f} | {row['requests']} | {statuses} | {_num(row['p50_ms'], '.1f')} "
-            f"| {_num(row['p99_ms'], '.1f')} | {_num(row['rss_mb'])} | {_num(row['children_rss_mb'])} "
+            f"| {_num(row['p99_ms'], '.1f')} | {_num(row['rss_median_mb'])} | {_num(row['rss_peak_mb'])} "
+            f"| {_num(None if row['rss_mb'] is None else row['rss_mb'] + row['children_rss_mb'])} | {_num(row['children_rss_mb'])} "
             f"| {_num(row['in_flight'])} | {_num(row['queue'])} |")
 
 
@@ -311,7 +331,7 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         statuses.update(row["statuses"])
     server_errors = sum(c for s, c in statuses.items() if s.isdigit() and int(s) >= 500)
     unexpected = sum(row["unexpected_count"] for row in rows)
-    totals = [(r["rss_mb"] or 0.0) + r["children_rss_mb"] for r in rows if r["rss_mb"] is not None]
+    totals = [r["rss_median_mb"] for r in rows if r["rss_median_mb"] is not None]
     growth = None
     if len(totals) >= 2 and totals[0] > 0:
         growth = max(totals[1:]) / totals[0] - 1  # the first interval is the warm-up
@@ -336,7 +356,7 @@ def report(result: dict[str, Any]) -> None:
     by_mode = {m: int(d["requests"]) for m, d in sorted(server.get("by_mode", {}).items())}
     print(f"server counted: answered {by_mode}, errors {({s: int(c) for s, c in server.get('errors', {}).items()})}")
     growth = "-" if v["rss_growth"] is None else f"{100 * v['rss_growth']:+.1f}%"
-    print(f"RSS growth after warm-up (peak vs end of interval 1): {growth}")
+    print(f"RSS growth after warm-up (highest interval median vs interval 1's): {growth}")
     for name, ok in v["checks"].items():
         print(f"  {'PASS' if ok else 'not judged' if ok is None else 'FAIL'}: {name}")
     for row in result["rows"]:
@@ -357,7 +377,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
     rows = result["rows"]
     x = [r["t_s"] / 60 for r in rows]
     fig, rss_ax = plt.subplots(figsize=(8, 4))
-    rss_ax.plot(x, [(r["rss_mb"] or 0) + r["children_rss_mb"] for r in rows], "b-o", label="RSS MB")
+    rss_ax.plot(x, [r["rss_median_mb"] or 0 for r in rows], "b-o", label="RSS MB (median)")
     rss_ax.set_xlabel("minutes")
     rss_ax.set_ylabel("server RSS MB (with children)")
     p50_ax = rss_ax.twinx()

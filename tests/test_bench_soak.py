@@ -22,7 +22,7 @@ def test_one_cycle_is_counted_and_judged(tiny_models, tmp_path):
          "--max-requests", "16", "--clients", "2", "--interval-s", "5", "--max-tokens", "4", "--out", str(out)],
         capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| interval | t s | requests | statuses |" in proc.stdout
+    assert "| interval | t s | requests | statuses | p50 ms | p99 ms | RSS MB median |" in proc.stdout
     assert "\nverdict: " in proc.stdout
     result = json.loads((out / "summary.json").read_text())
 
@@ -50,5 +50,5 @@ def test_one_cycle_is_counted_and_judged(tiny_models, tmp_path):
     verdict = result["verdict"]
     assert verdict["server_errors"] == 0 and verdict["unexpected"] == 0
     assert verdict["checks"]["in-flight back to 0"] is True and verdict["checks"]["queue back to 0"] is True
-    assert result["after"]["rss_mb"] > 0  # the server process was found and read
+    assert result["after"]["rss_mb"] > 0 and all(row["rss_median_mb"] > 0 for row in result["rows"])  # found, read
     assert "PASS: no server errors (5xx)" in proc.stdout
