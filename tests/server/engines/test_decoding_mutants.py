@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from zwz.server.engines.decoding import RowSampler, RowState, RowTracker
+from zwz.server.engines.decoding import ReplayPrefix, RowSampler, RowState, RowTracker, _held_back, row_generator
 from zwz.server.engines.request_policy import RowSettings
 
 CPU = torch.device("cpu")
@@ -128,3 +128,58 @@ def test_finish_all_closes_open_rows_with_their_held_text():
     assert events[1] == [("c", [], "length")]  # finished before: finish_all leaves it alone
     tracker.finish_all("stop")
     assert states[0].finish_reason == "length" and len(events[0]) == 2
+
+
+def test_row_generator_per_row():
+    assert row_generator(RowSettings(max_tokens=1), CPU) is None  # greedy: no stream
+    seeded = row_generator(RowSettings(max_tokens=1, temperature=0.5, seed=11), CPU)
+    assert seeded.initial_seed() == 11 and seeded.device == CPU
+    a, b = (row_generator(RowSettings(max_tokens=1, temperature=0.5), CPU) for _ in range(2))
+    assert a.initial_seed() != b.initial_seed()  # unseeded rows draw fresh seeds
+
+
+def test_sampler_uses_the_generators_it_is_given():
+    rows = [RowSettings(max_tokens=8, temperature=1.0, seed=1)]
+    given = RowSampler(rows, CPU, generators=[torch.Generator().manual_seed(2)])
+    own = RowSampler([RowSettings(max_tokens=8, temperature=1.0, seed=2)], CPU)
+    uniform = torch.zeros(1, 16)
+    assert [int(given(None, uniform.clone())[0].argmax()) for _ in range(8)] == \
+        [int(own(None, uniform.clone())[0].argmax()) for _ in range(8)]
+
+
+def test_restart_replays_silently_then_goes_on():
+    settings = RowSettings(max_tokens=10, temperature=1.0, seed=4)
+    events: list[tuple] = []
+    row = RowState(settings=settings, emit=lambda t, ids, f: events.append((t, ids, f)),
+                   generator=row_generator(settings, CPU))
+    first = int(torch.multinomial(torch.ones(16), 1, generator=row.generator))
+    tracker = RowTracker([row], decode, eos_ids={9})
+    tracker(torch.tensor([[1]]), None)
+    tracker(torch.tensor([[2]]), None)
+    assert events == [("ab", [1], None), ("c", [2], None)]
+    row.restart()
+    assert (row.replay, row.replayed, row.replaying) == (2, 0, True)
+    # The generator is rewound to its seed: the next draw repeats the first one.
+    assert row.generator.initial_seed() == 4
+    assert int(torch.multinomial(torch.ones(16), 1, generator=row.generator)) == first
+    # The replay forces the known tokens in order; other rows are left alone.
+    other = RowState(settings=RowSettings(max_tokens=10), emit=lambda *a: None)
+    replay = ReplayPrefix([row, other])
+    scores = torch.zeros(2, 10)
+    replay(None, scores)
+    assert scores[0].argmax() == 1 and scores[0].isinf().sum() == 9 and torch.equal(scores[1], torch.zeros(10))
+    tracker(torch.tensor([[1]]), None)
+    replay(None, scores := torch.zeros(2, 10))
+    assert scores[0].argmax() == 2
+    tracker(torch.tensor([[2]]), None)
+    assert (row.replaying, row.generated, len(events)) == (False, 2, 2)  # silent, not counted again
+    tracker(torch.tensor([[3]]), None)
+    assert events[2:] == [("d", [3], None)] and row.tokens == [1, 2, 3] and row.generated == 3
+
+
+def test_held_back_is_the_longest_tail_that_starts_a_stop():
+    assert _held_back("say abab", ("ababc",)) == 4
+    assert _held_back("xaba", ("abc", "bax")) == 2  # "ba" begins "bax"; "a" alone begins "abc"
+    assert _held_back("abc", ("abc",)) == 0  # the whole stop is found by the tracker, never held
+    assert _held_back("a", ("abcdef",)) == 1
+    assert _held_back("", ("ab",)) == 0
