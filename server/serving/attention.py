@@ -18,7 +18,7 @@ from zwz.server.api.protocol import AttentionMap, ZoomAttentionRequest, ZoomAtte
 from zwz.server.engines.base import AttentionMapper, Engine
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.media import MediaPolicy, load_image
-from zwz.server.serving.visual_budget import VisualBudget
+from zwz.server.serving.visual_budget import VisualBudget, admit_for
 
 
 def require_attention_maps(engine: Engine) -> AttentionMapper:
@@ -90,8 +90,8 @@ class AttentionService:
         maps = require_attention_maps(self.engine)
         mm = request.mm_processor_kwargs
         # An image whose visual tokens overflow the context is refused from its header, undecoded.
-        tokens = self.visual.request(mm.min_pixels if mm else None, mm.max_pixels if mm else None) if self.visual else None
-        image = await asyncio.to_thread(load_image, request.image, self.media, tokens.admit if tokens else None)
+        admit = admit_for(self.visual, mm.min_pixels if mm else None, mm.max_pixels if mm else None)
+        image = await asyncio.to_thread(load_image, request.image, self.media, admit)
         box = check_box(request.box, image.size)
         result = await maps.analyze(image, request.question, layers=request.layer, method=request.method,
                                     min_pixels=mm.min_pixels if mm else None,

@@ -16,7 +16,7 @@ from zwz.server.serving.media import MediaPolicy, load_image
 from zwz.server.metrics import ServerMetrics
 from zwz.server.serving.attention import attention_payload, check_box, require_attention_maps
 from zwz.server.serving.modes import MODES
-from zwz.server.serving.visual_budget import VisualBudget
+from zwz.server.serving.visual_budget import VisualBudget, admit_for
 from zwz.server.serving.tool_parsing import ToolCallStream, extract_tool_calls
 from zwz.server.api.protocol import (
     AttentionMap,
@@ -157,8 +157,7 @@ class ChatService:
                                 f"{self.limits.max_images_per_request}", param="messages", code="too_many_images")
         mm = request.mm_processor_kwargs
         # Images whose visual tokens alone overflow the context are refused from their headers, undecoded.
-        tokens = self.visual.request(mm.min_pixels if mm else None, mm.max_pixels if mm else None) if self.visual else None
-        admit = tokens.admit if tokens else None
+        admit = admit_for(self.visual, mm.min_pixels if mm else None, mm.max_pixels if mm else None)
         # Decoding a large image takes a while: keep the event loop free. Small ones (well under a
         # millisecond) are cheaper to decode here than to hand to a thread.
         if sum(len(url) for url in urls) > _INLINE_DECODE_CHARS:

@@ -37,7 +37,10 @@ class MediaPolicy:
     remote_timeout_s: float = 10.0
 
 
-def load_image(url: str, policy: MediaPolicy, admit: Callable[[tuple[int, int]], None] | None = None) -> Image.Image:
+Admit = Callable[[tuple[int, int]], None]
+
+
+def load_image(url: str, policy: MediaPolicy, admit: Admit | None = None) -> Image.Image:
     """Decode an OpenAI ``image_url.url`` to an RGB image or raise a 400 ``APIError`` saying why.
 
     ``admit(size)`` sees the header's (width, height) before decoding and may refuse the image (the request's
@@ -73,9 +76,10 @@ def check_shape(size: tuple[int, int], max_pixels: int) -> None:
     if width * height > max_pixels:
         raise media_error(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
                           "image_too_large")
-    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
-        raise media_error(f"image is {width}x{height}, an aspect ratio of {max(width, height) / min(width, height):g}:1; "
-                          f"this model's processor takes at most {MAX_ASPECT_RATIO}:1", "image_aspect_ratio")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise media_error(f"image is {width}x{height}, an aspect ratio of {ratio:g}:1; this model's processor "
+                          f"takes at most {MAX_ASPECT_RATIO}:1", "image_aspect_ratio")
 
 
 def _refused(exc: Exception, what: str) -> Exception:
@@ -84,7 +88,7 @@ def _refused(exc: Exception, what: str) -> Exception:
     return media_error(f"the data is not an image this server can read ({what}: {reason})", "invalid_image")
 
 
-def decode_image(data: bytes, policy: MediaPolicy, admit: Callable[[tuple[int, int]], None] | None = None) -> Image.Image:
+def decode_image(data: bytes, policy: MediaPolicy, admit: Admit | None = None) -> Image.Image:
     """Bytes -> an upright RGB image; the header's shape is checked (and ``admit``-ted) before decoding."""
     with warnings.catch_warnings():
         # Our own pixel limit (check_shape) decides; Pillow's bomb warning would only add noise.
@@ -92,15 +96,16 @@ def decode_image(data: bytes, policy: MediaPolicy, admit: Callable[[tuple[int, i
         try:
             image = Image.open(io.BytesIO(data))  # the header (and PNG's text/ICC chunks), no pixels
         except Image.DecompressionBombError:
-            raise media_error("image has far too many pixels (decompression bomb refused)", "image_too_large") from None
+            raise media_error("image has far too many pixels (decompression bomb refused)",
+                              "image_too_large") from None
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - Pillow refuses bad data with many types (OSError, ValueError,
             # SyntaxError, struct.error, EOFError, ...); each is the client's data, not our failure
             raise _refused(exc, "header") from None
         if image.format not in SUPPORTED_FORMATS:
-            raise media_error(f"image format {image.format} is not supported (use {', '.join(sorted(SUPPORTED_FORMATS))})",
-                              "unsupported_format")
+            raise media_error(f"image format {image.format} is not supported "
+                              f"(use {', '.join(sorted(SUPPORTED_FORMATS))})", "unsupported_format")
         check_shape(image.size, policy.max_image_pixels)
         if admit is not None:
             admit(image.size)  # an EXIF rotation swaps the sides, which changes neither count

@@ -7,14 +7,14 @@ whose images alone overflow the context is refused before decoding and processin
 10 s and 0.8 GB to reach that answer).
 
     budget = VisualBudget.for_model(engine.info)           # once per service; None: no processor folder
-    tokens = budget.request(min_pixels, max_pixels) if budget else None
-    load_image(url, policy, admit=tokens.admit if tokens else None)
+    load_image(url, policy, admit_for(budget, min_pixels, max_pixels))   # per request
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from zwz.server.engines.base import EngineInfo, InvalidRequestError
 from zwz.server.engines.request_policy import pixel_budget
 
-__all__ = ["RequestVisualTokens", "VisualBudget"]
+__all__ = ["RequestVisualTokens", "VisualBudget", "admit_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,12 @@ class RequestVisualTokens:
                 param="messages",
                 code="context_length_exceeded",
             )
+
+
+def admit_for(budget: VisualBudget | None, min_pixels: int | None,
+              max_pixels: int | None) -> Callable[[tuple[int, int]], None] | None:
+    """One request's ``load_image(admit=...)``: None where no budget is known (only the header checks apply)."""
+    return None if budget is None else budget.request(min_pixels, max_pixels).admit
 
 
 @functools.lru_cache(maxsize=8)
