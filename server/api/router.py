@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
@@ -28,11 +30,15 @@ from zwz.server.metrics import ServerMetrics
 
 # The API key check is the routers' one dependency, present only where a key is set; the endpoints read
 # the services from app.state themselves: each resolved dependency costs FastAPI's solver per request.
-async def require_api_key(request: Request) -> None:
+# As a Security dependency it also puts the bearer scheme in the OpenAPI schema, for generated clients.
+_bearer = HTTPBearer(auto_error=False, description="The server's API key (--api-key).")
+
+
+async def require_api_key(request: Request,
+                          credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
     expected = request.app.state.settings.api_key
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected.encode()):
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not secrets.compare_digest(token.encode(), expected.encode()):
         raise APIError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')", code="invalid_api_key")
 
 

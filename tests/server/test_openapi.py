@@ -82,6 +82,7 @@ def media_type(content_type: str) -> str:
 
 def test_no_422_and_one_error_model(live):
     _, schema = live
+    assert "securitySchemes" not in schema["components"]  # no API key set: nothing to send
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert "422" not in operation["responses"], (method, path)
@@ -141,6 +142,12 @@ def test_401_and_501_declared_only_where_the_server_can_answer_them(run_app, scr
             assert "401" in declared(schema, method, path)
             assert httpx.request(method, url + path, json=chat()).status_code == 401
         assert "401" not in declared(schema, "GET", "/health")
+        assert schema["components"]["securitySchemes"] == {"HTTPBearer": {
+            "type": "http", "scheme": "bearer", "description": "The server's API key (--api-key)."}}
+        assert schema["paths"]["/v1/models"]["get"]["security"] == [{"HTTPBearer": []}]
+        assert "security" not in schema["paths"]["/health"]["get"]
+        wrong = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer nope"})
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "invalid_api_key")
         good = httpx.post(f"{url}/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer k"})
         assert good.status_code == 200
     settings_ = ServerSettings(model=str(tiny_models["qwen3_vl"]), engine="transformers")
