@@ -182,4 +182,6 @@ def test_held_back_is_the_longest_tail_that_starts_a_stop():
     assert _held_back("xaba", ("abc", "bax")) == 2  # "ba" begins "bax"; "a" alone begins "abc"
     assert _held_back("abc", ("abc",)) == 0  # the whole stop is found by the tracker, never held
     assert _held_back("a", ("abcdef",)) == 1
+    assert _held_back("zzaab", ("abab",)) == 2  # the first "a" of the tail does not begin it, the next one does
+    assert _held_back("xxaaba", ("abaab",)) == 3  # the earliest tail that fits wins, not the last "a"
     assert _held_back("", ("ab",)) == 0
