@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -41,7 +40,8 @@ from zwz.analytics.zoom.requests import attention_map_body, zoom_chat_body
 from zwz.loadtest.server_metrics import Samples, scrape, server_delta
 from zwz.serve_process import serve_subprocess
 
-from _workload import percentile, scene  # noqa: E402  (sibling script module)
+from _server_memory import server_pid, server_rss_mb, total_rss_mb  # noqa: E402  (sibling script modules)
+from _workload import percentile, scene  # noqa: E402
 
 logger = logging.getLogger("bench_soak")
 
@@ -157,51 +157,9 @@ def _check(kind: str, resp: httpx.Response) -> str | None:
     return None if expected in reply else f"{kind}: reply without {expected}"
 
 
-# -- the server's memory and gauges ---------------------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                kids += [int(k) for k in (task / "children").read_text().split()]
-    return kids
-
-
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def server_pid() -> int:
-    """The ``zwz serve`` child of this process (``serve_subprocess`` started it)."""
-    for pid in _children(os.getpid()):
-        with contextlib.suppress(OSError):
-            if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-    raise RuntimeError("no zwz serve child process found")
-
-
-def server_rss_mb(pid: int | None, samples: Samples | None) -> tuple[float | None, float]:
-    """(RSS of the server process, RSS of its descendants) in MB; from /metrics when ``pid`` is unknown."""
-    if pid is None:
-        value = (samples or {}).get(("process_resident_memory_bytes", ()))
-        return (value / 2**20 if value is not None else None), 0.0
-    todo, rest = _children(pid), 0.0
-    while todo:
-        child = todo.pop()
-        rest += _rss_mb(child) or 0.0
-        todo += _children(child)
-    return _rss_mb(pid), rest
-
-
-def _total_rss(pid: int | None, root: str) -> float | None:
-    rss, children = server_rss_mb(pid, scrape(root) if pid is None else None)
-    return None if rss is None else rss + children
+# -- the server's gauges ------------------------------------------------------------------------------------
+def _sample_rss(pid: int | None, root: str) -> float | None:
+    return total_rss_mb(pid, scrape(root) if pid is None else None)
 
 
 def gauges(samples: Samples | None) -> tuple[float | None, float | None]:
@@ -250,7 +208,7 @@ async def soak(root: str, pid: int | None, args: argparse.Namespace) -> dict[str
                     await asyncio.wait_for(clients_done.wait(), max(0.0, min(RSS_SAMPLE_S, end - time.monotonic())))
                 if clients_done.is_set():
                     break
-                current.rss.append(await asyncio.to_thread(_total_rss, pid, root))
+                current.rss.append(await asyncio.to_thread(_sample_rss, pid, root))
                 if time.monotonic() >= next_row or time.monotonic() >= end:
                     next_row += args.interval_s
                     done, current = current, Interval()
