@@ -95,3 +95,28 @@ def test_default_max_tokens_is_capped_by_the_room_left():
     # A requested max_tokens is kept: check_context refuses one that does not fit.
     assert settings(SamplingParams(max_tokens=30), GREEDY_CONFIG, prompt_tokens=90).max_tokens == 30
     assert settings(SamplingParams(max_tokens=0), GREEDY_CONFIG).max_tokens == 1  # at least one token
+
+
+def test_seed_bounds_are_64_bits_inclusive():
+    for seed in (-(2**63), 2**63 - 1, 0):
+        assert settings(SamplingParams(seed=seed), GREEDY_CONFIG).seed == seed
+    assert settings(SamplingParams(seed=-1), GREEDY_CONFIG).seed is None  # -1: no seed, as in vLLM
+    for seed in (-(2**63) - 1, 2**63):
+        with pytest.raises(InvalidRequestError, match=r"^seed must be a 64-bit integer \(-9223372036854775808 to "
+                           r"9223372036854775807\)$") as e:
+            settings(SamplingParams(seed=seed), GREEDY_CONFIG)
+        assert e.value.param == "seed"
+    assert settings(SamplingParams(seed=-2), GREEDY_CONFIG).seed == -2
+
+
+def test_tiny_temperature_is_raised_to_the_sampling_floor():
+    assert settings(SamplingParams(temperature=1e-9), GREEDY_CONFIG).temperature == 1e-2
+    assert settings(SamplingParams(temperature=0.5), GREEDY_CONFIG).temperature == 0.5
+    assert settings(SamplingParams(temperature=0.0), GREEDY_CONFIG).temperature == 0.0
+
+
+def test_stop_strings_must_encode():
+    with pytest.raises(InvalidRequestError, match=r"^stop strings must be valid Unicode text \(got 'a\\ud800'\)$") as e:
+        settings(SamplingParams(stop=["a\ud800"]), GREEDY_CONFIG)
+    assert e.value.param == "stop"
+    assert settings(SamplingParams(stop=["é", "</a>"]), GREEDY_CONFIG).stop == ("é", "</a>")  # non-ASCII is fine
