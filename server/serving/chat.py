@@ -158,9 +158,10 @@ class ChatService:
         mm = request.mm_processor_kwargs
         # Images whose visual tokens alone overflow the context are refused from their headers, undecoded.
         admit = admit_for(self.visual, mm.min_pixels if mm else None, mm.max_pixels if mm else None)
-        # Decoding a large image takes a while: keep the event loop free. Small ones (well under a
-        # millisecond) are cheaper to decode here than to hand to a thread.
-        if sum(len(url) for url in urls) > _INLINE_DECODE_CHARS:
+        # Decoding a large image takes a while, and a file or a remote fetch may block: keep the event loop
+        # free. Small inline images (well under a millisecond) are cheaper to decode here than in a thread.
+        inline = all(url.startswith("data:") for url in urls)
+        if not inline or sum(len(url) for url in urls) > _INLINE_DECODE_CHARS:
             images = await asyncio.to_thread(lambda: [load_image(url, self.limits.media, admit) for url in urls])
         else:
             images = [load_image(url, self.limits.media, admit) for url in urls]
