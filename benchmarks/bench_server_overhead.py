@@ -9,7 +9,8 @@ imports no torch, so it never competes with the engine's threads), and direct ca
 on the server's loop. Requests are identical (same JPEG, question, greedy, max_tokens) and interleaved
 (server, engine, server, ...), so drift hits both alike and only the HTTP layer differs: the client,
 JSON, base64 + JPEG decoding, validation, routing and the response.
-Sequential requests give latency; bursts of --concurrency requests give throughput.
+Sequential requests give latency; bursts of --concurrency requests give throughput; "overhead" is the
+median of the per-round differences (server - engine), the HTTP layer's fixed cost in ms.
 Target: p50 ratio (server / engine) <= 1.10 at 448 px.
 """
 
@@ -148,15 +149,18 @@ def run(args: argparse.Namespace) -> None:
     print(f"\nmodel: {model}  max_tokens={args.max_tokens}  rounds={args.rounds}  "
           f"burst={args.concurrency} x {args.burst_rounds}  torch threads={torch.get_num_threads()}")
     header = (f"{'px':>5} | {'server p50':>10} {'p90':>8} {'req/s':>7} | {'engine p50':>10} {'p90':>8} {'req/s':>7} | "
-              f"{'p50 ratio':>9} {'p90 ratio':>9} {'tput ratio':>10}")
+              f"{'p50 ratio':>9} {'p90 ratio':>9} {'tput ratio':>10} | {'overhead':>8}")
     print(header)
     print("-" * len(header))
     for size, lat, tput in rows:
         s50, s90 = percentile(lat["server"], 0.5), percentile(lat["server"], 0.9)
         e50, e90 = percentile(lat["engine"], 0.5), percentile(lat["engine"], 0.9)
         st, et = statistics.median(tput["server"]), statistics.median(tput["engine"])
+        # Rounds are interleaved pairs (server, engine): the median of their differences is the HTTP layer's
+        # fixed cost, less shaken than a ratio of medians when the machine's load drifts.
+        overhead = statistics.median(s - e for s, e in zip(lat["server"], lat["engine"]))
         print(f"{size:>5} | {s50 * 1e3:>8.1f}ms {s90 * 1e3:>6.1f}ms {st:>7.2f} | {e50 * 1e3:>8.1f}ms {e90 * 1e3:>6.1f}ms "
-              f"{et:>7.2f} | {s50 / e50:>9.3f} {s90 / e90:>9.3f} {st / et:>10.3f}")
+              f"{et:>7.2f} | {s50 / e50:>9.3f} {s90 / e90:>9.3f} {st / et:>10.3f} | {overhead * 1e3:>6.1f}ms")
     first = rows[0]
     ratio = percentile(first[1]["server"], 0.5) / percentile(first[1]["engine"], 0.5)
     print(f"\ntarget: p50 ratio <= 1.10 at {first[0]} px -> {ratio:.3f} ({'met' if ratio <= 1.10 else 'NOT met'})")
