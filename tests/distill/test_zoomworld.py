@@ -107,6 +107,12 @@ def test_open_items(open_items: list[BenchItem]) -> None:
 def test_custom_size_and_ratio() -> None:
     items = generate_zoomworld(4, seed=3, image_size=(1024, 1280), multiple_choice_ratio=0.5)
     assert all(i.load_image().size == (1024, 1280) for i in items)
+    # Each item is multiple choice with probability ``multiple_choice_ratio``: a quarter of 24 is 6 (sd 2.1). The
+    # seed fixes the draw (8 here), so the bound never flakes; the default 0.5 (~12) or 1 - ratio (~18) fail it.
+    items = generate_zoomworld(24, seed=3, image_size=(1024, 1024), multiple_choice_ratio=0.25)
+    n_choice = sum(i.multiple_choice for i in items)
+    assert 3 <= n_choice <= 9, n_choice
+    assert all((extract_options(i.prompt) is not None) == i.multiple_choice for i in items)
 
 
 @pytest.mark.parametrize(

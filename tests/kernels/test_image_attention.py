@@ -252,10 +252,13 @@ def test_kernels_compile_for_sm90_without_a_gpu() -> None:
     """The interpreter does not enforce compiled Triton's rules (tl.dot shapes, dtypes); compiling for an H100
     target ahead of time does, with the ptxas that ships in Triton's wheel. Runs in a subprocess without
     TRITON_INTERPRET so the kernels are decorated for the compiler."""
+    try:  # the one known reason to skip: a Triton without the ahead-of-time API; any other failure fails
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.compiler import ASTSource  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"this Triton has no ahead-of-time compile API: {exc}")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"TRITON_DEFAULT_FP_FUSION": "1"}
     result = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM90], env=env, capture_output=True, text=True)
-    if "ImportError" in result.stderr and "triton" in result.stderr:
-        pytest.skip(f"this Triton has no ahead-of-time compile API: {result.stderr.splitlines()[-1]}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "compiled" in result.stdout
 
