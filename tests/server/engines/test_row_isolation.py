@@ -117,13 +117,15 @@ def test_a_row_refused_on_arrival_never_joins_the_batch(transformers_engine):
     async def scenario():
         alone = [await outcome(engine, req) for req in neighbours()]
         bad = [request("Describe a red car.", stream=True, temperature=1.0, seed=2**64),  # over torch's seeds
-               request("Describe a red car.", stream=False, stop=[b"\n"])]  # not text
+               request("Describe a red car.", stream=False, stop=[b"\n"]),  # not text
+               request("a red \ud800 car", stream=True)]  # not Unicode: the tokenizer would raise a TypeError
         before = len(engine.batch_sizes)
         results = await batched_transformers(engine, [neighbours()[0], bad[0], *neighbours()[1:3], bad[1],
-                                                      neighbours()[3]])
+                                                      neighbours()[3], bad[2]])
         assert engine.batch_sizes[before + 1:] == [4]  # the four neighbours, together, nothing run again
         assert isinstance(results[1], InvalidRequestError) and results[1].param == "seed"
         assert isinstance(results[4], InvalidRequestError) and results[4].param == "stop"
+        assert isinstance(results[6], InvalidRequestError) and results[6].code == "invalid_unicode"
         assert [results[0], *results[2:4], results[5]] == alone
         assert await outcome(engine, neighbours()[1]) == alone[1]
 
@@ -142,12 +144,14 @@ def test_vllm_refuses_a_bad_row_before_its_engine_core(tiny_models):
             alone = [await outcome(engine, req) for req in neighbours()]
             bad = [request("Describe a red car.", stream=True, temperature=1.0, seed=2**64),
                    request("Describe a red car.", stream=False, stop=[b"\n"]),
-                   request("Describe a red car.", stream=True, stop=["a\ud800"])]
+                   request("Describe a red car.", stream=True, stop=["a\ud800"]),
+                   request("a red \ud800 car", stream=False)]
             together = await asyncio.gather(*(outcome(engine, req) for req in [*neighbours(), *bad]))
             assert together[:4] == alone
             assert [(type(e), e.param) for e in together[4:]] == [(InvalidRequestError, "seed"),
                                                                  (InvalidRequestError, "stop"),
-                                                                 (InvalidRequestError, "stop")]
+                                                                 (InvalidRequestError, "stop"),
+                                                                 (InvalidRequestError, "messages")]
             assert await outcome(engine, neighbours()[2]) == alone[2]
         finally:
             await engine.stop()
