@@ -68,7 +68,7 @@ def test_choice_letter_from_option_text():
     assert extract_choice_letter("\\boxed{Blue car}", 4, OPTIONS) == "B"
     assert extract_choice_letter("The answer is blue car", 4, OPTIONS) == "B"
     assert extract_choice_letter("the Blue Car!", 4, OPTIONS) == "B"  # only normalisation finds it
-    assert extract_choice_letter("(B) Blue car\nIt matches the picture.", 4, OPTIONS) == "B"
+    assert extract_choice_letter("B. Blue car\nIt matches the picture.", 4, OPTIONS) == "B"
 
 
 def test_exact_option_text_decides_between_normalised_twins():
@@ -189,6 +189,14 @@ def test_judge_gets_question_gold_and_final_answer(judge_llm):
     assert prompts(judge_llm, 1) == [format_judge_prompt("Which car?", "B. Blue car", "yes-mutant navy")]
     assert fn.score("no-mutant red", "blue", question="Colour?") == ScoreResult(0.0, "judge")
     assert prompts(judge_llm, 1) == [format_judge_prompt("Colour?", "blue", "no-mutant red")]
+
+
+def test_no_question_reaches_the_judge_as_empty(judge_llm):
+    fn = make_reward_fn(judge(judge_llm))
+    assert fn.score("yes-noq navy", "blue") == ScoreResult(1.0, "judge")
+    assert prompts(judge_llm, 1) == [format_judge_prompt("", "blue", "yes-noq navy")]
+    assert fn.score_many(["no-noq red"], ["blue"]) == [ScoreResult(0.0, "judge")]
+    assert prompts(judge_llm, 1) == [format_judge_prompt("", "blue", "no-noq red")]
 
 
 def test_batch_sends_only_the_undecided_to_the_judge(judge_llm):
