@@ -21,7 +21,7 @@ module="${1:-}"
 # MODULE -> "files to mutate (installed paths)|unit tests (paths or node ids)"
 declare -A plan=(
   [scoring]="zwz/scoring/extract.py zwz/scoring/numbers.py zwz/scoring/rules.py zwz/scoring/scorer.py|tests/scoring/test_scorer.py tests/scoring/test_scoring_mutants.py"
-  [media]="zwz/server/serving/media.py|tests/server/test_media_mutants.py"
+  [media]="zwz/server/serving/media.py zwz/server/serving/media_sources.py|tests/server/test_media_decoding.py tests/server/test_media_mutants.py"
   [request_policy]="zwz/server/engines/request_policy.py|tests/server/engines/test_decoding.py tests/server/engines/test_request_policy_mutants.py"
   [decoding]="zwz/server/engines/decoding.py|tests/server/engines/test_decoding.py tests/server/engines/test_decoding_mutants.py"
   [tool_parsing]="zwz/server/serving/tool_parsing.py zwz/reply_format.py|tests/test_reply_format.py tests/server/test_tool_calls.py::test_invalid_block_stays_in_content tests/server/test_tool_calls.py::test_stream_splitter_char_by_char tests/server/test_tool_parsing_mutants.py tests/test_reply_format_mutants.py"
