@@ -21,7 +21,7 @@ from pathlib import Path
 import openai
 import pytest
 
-pytestmark = pytest.mark.parametrize("serve_engine", ["transformers", "vllm"], indirect=True)
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("serve_engine", ["transformers", "vllm"], indirect=True)]
 
 MODEL = "model"  # served under the folder name
 TOOLS = [{"type": "function", "function": {
@@ -48,7 +48,11 @@ def _follow_up(call_id: str) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def tool_caller(tiny_models, tmp_path_factory) -> Path:
-    """The tiny Qwen3-VL model, fine-tuned by ``zwz train sft`` to call ``image_zoom_in_tool`` (~1 min on CPU)."""
+    """The tiny Qwen3-VL model, fine-tuned by ``zwz train sft`` to call ``image_zoom_in_tool``.
+
+    80 steps on two ~200-token records (the module's whole set-up, training and serving, took 408 s on a shared
+    2-core machine at load average 10: far over the minute aimed for, hence ``slow``).
+    """
     from PIL import Image
     from transformers import AutoProcessor
 
