@@ -71,7 +71,7 @@ def greedy(client: openai.OpenAI, **fields) -> str:
 def first_tokens(client: openai.OpenAI, seeds: range, **fields) -> set[str]:
     """The distinct one-token answers over ``seeds`` (a token's text; a few tokens share one, e.g. "")."""
     answers = [ask(client, max_completion_tokens=1, seed=seed, **fields) for seed in seeds]
-    assert {(finish, n) for _, finish, n in answers} == {("length", 1)}
+    assert {n for _, _, n in answers} == {1}
     return {text for text, _, _ in answers}
 
 
@@ -92,9 +92,8 @@ def test_seed_decides_the_sample(plain):
     samples = {}
     for a, b in SEED_PAIRS:
         for seed in (a, b):
-            text, finish, count = ask(plain, temperature=1.0, seed=seed)
-            assert (finish, count) == ("length", TOKENS)
-            samples[seed] = text
+            # (A sample may end early: the two end-of-text tokens hold ~1/1000 of the mass at each step.)
+            samples[seed] = ask(plain, temperature=1.0, seed=seed)[0]
         assert samples[a] != samples[b]
     assert len(set(samples.values())) == len(samples)  # no two seeds agree, and none is the greedy answer
     assert reference not in samples.values()
