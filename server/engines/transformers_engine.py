@@ -100,6 +100,10 @@ class _Job:
             self.held = None
 
 
+def _row_done(text: str, token_ids: list[int], finish_reason) -> None:
+    """The emitter of a row whose batch has finished: nothing is left to send."""
+
+
 class TransformersEngine:
     """Engine backed by a transformers model in this process."""
 
@@ -236,6 +240,10 @@ class TransformersEngine:
             groups = ([plain] if plain else []) + [[job] for job in batch if job.attention is not None]
             for group in groups:
                 await self._run_group(loop, group)
+                for job in group:  # done decoding: break job -> state -> emitter -> job, so the job and its
+                    job.state.emit = _row_done  # image tensors go with its stream, not at a full gc (issue 11)
+            # Nor keep the last batch alive while waiting for the next one.
+            first = batch = plain = groups = group = job = None  # type: ignore[assignment]
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> None:
         self.batch_sizes.append(len(batch))
