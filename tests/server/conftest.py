@@ -62,3 +62,17 @@ def serve_scripted(run_app) -> Callable:
     from zwz.server.settings import ServerSettings
 
     return lambda engine: run_app(create_app(ServerSettings(), engine))
+
+
+@pytest.fixture(scope="session")
+def good_request(images) -> Callable:
+    """``good_request(client, model)``: a normal request that must succeed, sent after every error case to show
+    the server still answers. Four greedy tokens about a plain picture: random weights never stop earlier."""
+
+    def check(client, model: str) -> None:
+        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": images.png_data_url()}},
+                                                 {"type": "text", "text": "What color is the car?"}]}]
+        r = client.chat.completions.create(model=model, messages=messages, max_tokens=4, temperature=0)
+        assert (r.choices[0].finish_reason, r.usage.completion_tokens) == ("length", 4)
+
+    return check

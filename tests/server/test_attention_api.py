@@ -115,11 +115,12 @@ def test_chat_extension_returns_the_same_map(server, images, picture):
                                rtol=1e-5)
 
 
-def test_chat_extension_without_image_is_400(server):
+def test_chat_extension_without_image_is_400(server, good_request):
     r = httpx.post(server + "/v1/chat/completions", json={
         "model": MODEL, "messages": [{"role": "user", "content": "hi"}], "zwz_attention": {}})
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "zwz_attention"
+    good_request(openai.OpenAI(base_url=server + "/v1", api_key="x", max_retries=0), MODEL)
 
 
 def test_chat_batch_with_and_without_maps(served, images, picture, until):

@@ -31,13 +31,6 @@ def image_message(url: str, text: str = "What color is the car?") -> list[dict]:
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]}]
 
 
-def good_request(client, images) -> None:
-    """A normal request that must succeed; called after every error to show the server is still fine."""
-    r = client.chat.completions.create(model=MODEL, messages=image_message(images.png_data_url()), max_tokens=4)
-    assert r.choices[0].finish_reason in ("stop", "length")
-    assert r.usage.completion_tokens >= 1
-
-
 def test_models(client):
     models = client.models.list()
     assert [m.id for m in models.data] == [MODEL]
@@ -113,33 +106,37 @@ def _bomb_url() -> str:
     return "data:image/png;base64," + base64.b64encode(_huge_png_header(50_000, 50_000)).decode()
 
 
-BAD_CONTENT = {
-    "bad_base64": ("data:image/png;base64,@@@not-base64@@@", "invalid_base64"),
-    "not_an_image": ("data:image/png;base64,aGVsbG8gd29ybGQ=", "invalid_image"),
-    "unsupported_scheme": ("ftp://example.com/a.png", "unsupported_url"),
-    "remote_refused": ("http://127.0.0.1:1/a.png", "remote_media_disabled"),
-    "local_refused": ("file:///etc/hosts", "local_media_disabled"),
-    "bomb": (None, "image_too_large"),
+BAD_CONTENT = {  # url, code, message
+    "bad_base64": ("data:image/png;base64,@@@not-base64@@@", "invalid_base64", r"image data is not valid base64"),
+    "not_an_image": ("data:image/png;base64,aGVsbG8gd29ybGQ=", "invalid_image",
+                     r"the data is not an image this server can read \(header: cannot identify image file"),
+    "unsupported_scheme": ("ftp://example.com/a.png", "unsupported_url",
+                           r"image_url must be a data: URL \(base64\), or file:// / http\(s\):// where"),
+    "remote_refused": ("http://127.0.0.1:1/a.png", "remote_media_disabled",
+                       r"http\(s\) image URLs are disabled on this server; send the image as a base64 data URL"),
+    "local_refused": ("file:///etc/hosts", "local_media_disabled", r"file:// image URLs are disabled on this server"),
+    "bomb": (None, "image_too_large", r"image has far too many pixels \(decompression bomb refused\)"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONTENT))
-def test_bad_images_get_400_then_server_still_answers(client, images, case):
-    url, code = BAD_CONTENT[case]
+def test_bad_images_get_400_then_server_still_answers(client, images, case, good_request):
+    url, code, message = BAD_CONTENT[case]
     url = url or _bomb_url()
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError, match=message) as info:
         client.chat.completions.create(model=MODEL, messages=image_message(url), max_tokens=2)
     assert info.value.status_code == 400
     assert info.value.body["code"] == code
     assert info.value.body["type"] == "invalid_request_error"
-    good_request(client, images)
+    good_request(client, MODEL)
 
 
-def test_unsupported_format_tiff(client, images):
-    with pytest.raises(openai.BadRequestError) as info:
+def test_unsupported_format_tiff(client, images, good_request):
+    with pytest.raises(openai.BadRequestError, match=r"image format TIFF is not supported \(use BMP, GIF, JPEG, PNG"
+                       ) as info:
         client.chat.completions.create(model=MODEL, messages=image_message(images.png_data_url(fmt="TIFF")), max_tokens=2)
     assert info.value.body["code"] == "unsupported_format"
-    good_request(client, images)
+    good_request(client, MODEL)
 
 
 @pytest.mark.parametrize("body, param", [
@@ -148,7 +145,7 @@ def test_unsupported_format_tiff(client, images):
     ('{"model": "qwen3_vl", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}', "temperature"),
     ('{"model": "qwen3_vl", "messages": [{"role": "user", "content": "hi"}], "n": 3}', "n"),
 ])
-def test_malformed_requests_get_400_envelope(server, client, images, body, param):
+def test_malformed_requests_get_400_envelope(server, client, images, body, param, good_request):
     r = httpx.post(server[0] + "/v1/chat/completions", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400
     error = r.json()["error"]
@@ -156,17 +153,18 @@ def test_malformed_requests_get_400_envelope(server, client, images, body, param
     assert error["type"] == "invalid_request_error"
     if param:
         assert param in (error["param"] or "")
-    good_request(client, images)
+    good_request(client, MODEL)
 
 
-def test_unknown_model_404(client, images):
-    with pytest.raises(openai.NotFoundError) as info:
+def test_unknown_model_404(client, images, good_request):
+    with pytest.raises(openai.NotFoundError, match=r"the model 'gpt-9' does not exist; this server serves qwen3_vl"
+                       ) as info:
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
     assert info.value.body["code"] == "model_not_found"
-    good_request(client, images)
+    good_request(client, MODEL)
 
 
-def test_file_urls_under_allowed_dir_only(serve, tiny_models, tmp_path, images):
+def test_file_urls_under_allowed_dir_only(serve, tiny_models, tmp_path, images, good_request):
     allowed = tmp_path / "media"
     allowed.mkdir()
     images.noise(64, 64).save(allowed / "ok.png")
@@ -176,9 +174,11 @@ def test_file_urls_under_allowed_dir_only(serve, tiny_models, tmp_path, images):
         r = c.chat.completions.create(model="qwen2_5_vl", messages=image_message(f"file://{allowed}/ok.png"), max_tokens=2)
         assert r.usage.model_extra["visual_tokens"] > 0
         for bad in (f"file://{tmp_path}/outside.png", f"file://{allowed}/../outside.png"):
-            with pytest.raises(openai.BadRequestError) as info:
+            with pytest.raises(openai.BadRequestError,
+                               match=r"file:// image URL is outside the folder this server allows") as info:
                 c.chat.completions.create(model="qwen2_5_vl", messages=image_message(bad), max_tokens=2)
             assert info.value.body["code"] == "local_media_forbidden"
+        good_request(c, "qwen2_5_vl")
 
 
 @pytest.fixture(scope="module")
@@ -194,53 +194,57 @@ def strict_client(strict_server):
     return openai.OpenAI(base_url=strict_server[0] + "/v1", api_key="sekret", max_retries=0)
 
 
-def test_401_wrong_or_missing_key(strict_server, strict_client, images):
+def test_401_wrong_or_missing_key(strict_server, strict_client, images, good_request):
     for key in ("wrong", ""):
         c = openai.OpenAI(base_url=strict_server[0] + "/v1", api_key=key or "x", max_retries=0,
                           default_headers={} if key else {"Authorization": ""})
-        with pytest.raises(openai.AuthenticationError) as info:
+        with pytest.raises(openai.AuthenticationError, match=r"invalid or missing API key \(send 'Authorization: Bearer"
+                           ) as info:
             c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         assert info.value.status_code == 401
         assert info.value.body["code"] == "invalid_api_key"
     assert httpx.get(strict_server[0] + "/health").status_code == 200  # ops endpoints stay open
-    good_request(strict_client, images)
+    good_request(strict_client, MODEL)
 
 
-def test_413_body_too_large(strict_server, strict_client, images):
+def test_413_body_too_large(strict_server, strict_client, images, good_request):
     payload = image_message(images.data_url(images.noise(600, 600)))  # ~1 MB of PNG noise
-    with pytest.raises(openai.APIStatusError) as info:
+    with pytest.raises(openai.APIStatusError, match=r"request body is over the limit of 200000 bytes") as info:
         strict_client.chat.completions.create(model=MODEL, messages=payload, max_tokens=2)
     assert info.value.status_code == 413
     assert info.value.body["code"] == "request_too_large"
-    good_request(strict_client, images)
+    good_request(strict_client, MODEL)
 
 
-def test_too_many_images_and_pixel_limit(strict_client, images):
+def test_too_many_images_and_pixel_limit(strict_client, images, good_request):
     url = images.png_data_url(64, 64)
     three = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}] * 3}]
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError, match=r"3 images in one request; this server allows at most 2") as info:
         strict_client.chat.completions.create(model=MODEL, messages=three, max_tokens=2)
     assert info.value.body["code"] == "too_many_images"
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError,
+                       match=r"image is 1100x1000 = 1100000 pixels, over the limit of 1000000") as info:
         strict_client.chat.completions.create(model=MODEL, messages=image_message(images.png_data_url(1100, 1000)),
                                               max_tokens=2)
     assert info.value.body["code"] == "image_too_large"
-    good_request(strict_client, images)
+    good_request(strict_client, MODEL)
 
 
-def test_prompt_longer_than_context(strict_client, images):
+def test_prompt_longer_than_context(strict_client, images, good_request):
     long_text = "describe every detail " * 60
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError, match=r"the prompt has \d+ tokens \(196 of them visual\), over this "
+                                                     r"model's context of 300; send a smaller image") as info:
         strict_client.chat.completions.create(model=MODEL, messages=image_message(images.png_data_url(), long_text),
                                               max_tokens=2)
     assert info.value.body["code"] == "context_length_exceeded"
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError,
+                       match=r"prompt \(\d+ tokens\) \+ max_tokens \(250\) exceeds the context of 300 tokens") as info:
         strict_client.chat.completions.create(model=MODEL, messages=image_message(images.png_data_url()), max_tokens=250)
     assert info.value.body["param"] == "max_tokens"
-    good_request(strict_client, images)
+    good_request(strict_client, MODEL)
 
 
-def test_503_when_queue_full(strict_server, strict_client, images):
+def test_503_when_queue_full(strict_server, strict_client, images, good_request):
     async def burst():
         c = openai.AsyncOpenAI(base_url=strict_server[0] + "/v1", api_key="sekret", max_retries=0)
         messages = image_message(images.png_data_url(64, 64))
@@ -253,7 +257,7 @@ def test_503_when_queue_full(strict_server, strict_client, images):
     assert refused and answered
     assert all(r.status_code == 503 and r.body["code"] == "queue_full" for r in refused)
     assert len(refused) + len(answered) == 12
-    good_request(strict_client, images)
+    good_request(strict_client, MODEL)
 
 
 def test_concurrent_requests_are_batched(server, serve_engine, images, until):
@@ -301,7 +305,7 @@ def test_concurrent_requests_are_batched(server, serve_engine, images, until):
         assert sum(engine.batch_sizes[seen_before:]) == 10
 
 
-def test_client_disconnect_mid_stream_cancels_decoding(server, client, images):
+def test_client_disconnect_mid_stream_cancels_decoding(server, client, images, good_request):
     engine = server[1].state.engine
     cancelled_before = engine.cancelled_rows
     body = {"model": MODEL, "messages": image_message(images.png_data_url()), "max_tokens": 2000, "stream": True}
@@ -309,5 +313,5 @@ def test_client_disconnect_mid_stream_cancels_decoding(server, client, images):
         for line in r.iter_lines():
             if '"content": "' in line and '"content": ""' not in line:
                 break  # hang up after the first token
-    good_request(client, images)  # queued behind the cancelled row: answered only once it stopped
+    good_request(client, MODEL)  # queued behind the cancelled row: answered only once it stopped
     assert engine.cancelled_rows == cancelled_before + 1

@@ -45,7 +45,10 @@ def test_every_attention_feature_gives_the_same_501_without_maps(serve_scripted,
             assert r.json()["error"]["message"] == REFUSAL, name
             assert r.json()["error"]["code"] == "not_supported", name
         assert _samples(url)["zwz_request_errors_total[501]"] == 3
-    assert engine.requests == []  # refused before the engine was asked for anything
+        assert engine.requests == []  # refused before the engine was asked for anything
+        r = httpx.post(url + "/v1/chat/completions", json={"model": "scripted", "messages": _image_message(picture)},
+                       timeout=30)  # a plain request is still answered
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "unused", r.text
 
 
 def test_queue_depth_and_batch_listeners_reach_metrics(serve_scripted, scripted_engine):

@@ -64,23 +64,27 @@ def test_attention_zoom_stream(client, images):
     assert chunks[-1].usage.completion_tokens == 4
 
 
-@pytest.mark.parametrize("extra, param", [
-    ({"zwz_mode": "attention_zoom", "zwz_attention": {}}, "zwz_attention"),
-    ({"zwz_mode": "agent", "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"zwz_mode": "telepathy"}, "zwz_mode"),
+@pytest.mark.parametrize("extra, param, message", [
+    ({"zwz_mode": "attention_zoom", "zwz_attention": {}}, "zwz_attention",
+     r"zwz_attention applies to single-pass answers"),
+    ({"zwz_mode": "agent", "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools",
+     r"tools cannot be combined with zwz_mode=agent \(the mode brings its own\)"),
+    ({"zwz_mode": "telepathy"}, "zwz_mode", r"zwz_mode: Input should be 'single', 'agent' or 'attention_zoom'"),
 ])
-def test_mode_misuse_is_400(client, images, extra, param):
-    with pytest.raises(openai.BadRequestError) as info:
+def test_mode_misuse_is_400(client, images, extra, param, message, good_request):
+    with pytest.raises(openai.BadRequestError, match=message) as info:
         client.chat.completions.create(model=MODEL, messages=messages_for(images.png_data_url(64, 64)),
                                        max_tokens=2, extra_body=extra)
     assert param in info.value.body["param"]
+    good_request(client, MODEL)
 
 
-def test_mode_without_image_is_400(client):
-    with pytest.raises(openai.BadRequestError) as info:
+def test_mode_without_image_is_400(client, good_request):
+    with pytest.raises(openai.BadRequestError, match=r"zwz_mode=attention_zoom needs an image in the messages") as info:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
                                        extra_body={"zwz_mode": "attention_zoom"})
     assert info.value.body["param"] == "zwz_mode"
+    good_request(client, MODEL)
 
 
 def test_agent_mode_with_fixed_zoom_turns(server, client, images):
@@ -169,23 +173,26 @@ def test_agent_keeps_the_system_prompt_and_earlier_turns(client, images):
     assert first["finish_reason"] in ("stop", "length")
 
 
-@pytest.mark.parametrize("messages, param", [
+@pytest.mark.parametrize("messages, param, error", [
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "IMAGE"}},
                                    {"type": "text", "text": "Look."}]},
-      {"role": "user", "content": "What colour is it?"}], "zwz_mode"),  # the last user turn has no image
+      {"role": "user", "content": "What colour is it?"}], "zwz_mode",  # the last user turn has no image
+     r"zwz_mode={mode} needs an image in the last user message"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "IMAGE"}},
                                    {"type": "text", "text": "Look."}]},
-      {"role": "assistant", "content": "It is"}], "messages"),  # nothing to answer: the last turn is the model's
+      {"role": "assistant", "content": "It is"}], "messages",  # nothing to answer: the last turn is the model's
+     r"zwz_mode={mode}: the zoom modes answer the last user message: the conversation must end with a user turn"),
 ])
 @pytest.mark.parametrize("mode", ["agent", "attention_zoom"])
-def test_zoom_needs_an_image_in_the_last_user_turn(client, images, mode, messages, param):
+def test_zoom_needs_an_image_in_the_last_user_turn(client, images, mode, messages, param, error, good_request):
     url = images.png_data_url(64, 64)
     for message in messages:
         if isinstance(message["content"], list):
             message["content"][0]["image_url"]["url"] = url
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError, match=error.format(mode=mode)) as info:
         client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, extra_body={"zwz_mode": mode})
     assert info.value.body["param"] == param
+    good_request(client, MODEL)
 
 
 # -- the answers' schema ----------------------------------------------------------------------------------------

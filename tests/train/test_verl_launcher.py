@@ -98,7 +98,9 @@ def test_hydra_composes_verl_config_with_the_overrides(verl_run, verl_config_dir
         assert cfg.actor_rollout_ref.rollout.n == 8 and cfg.actor_rollout_ref.actor.clip_ratio_high == 0.28
         assert cfg.reward.custom_reward_function.reward_kwargs.judge_base_url == "http://judge:8000/v1"
         assert cfg.data.mm_processor_kwargs.max_pixels == 1280 * 28 * 28
-        with pytest.raises(ConfigCompositionException):  # the check has teeth: a misspelt key fails
+        # The check has teeth: a misspelt key fails.
+        misspelt = r"Could not override 'actor_rollout_ref\.actor\.clip_ratio_hi'"
+        with pytest.raises(ConfigCompositionException, match=misspelt):
             compose(config_name="ppo_trainer", overrides=[*overrides, "actor_rollout_ref.actor.clip_ratio_hi=0.3"])
 
 

@@ -281,7 +281,7 @@ BAD_REQUESTS = [
 
 @needs_vllm
 @pytest.mark.parametrize("path, body", BAD_REQUESTS, ids=lambda v: v if isinstance(v, str) else "")
-def test_bad_requests_get_the_transformers_engine_400s(stack, images, path, body):
+def test_bad_requests_get_the_transformers_engine_400s(stack, images, path, body, good_request):
     picture = images.data_url(images.noise(448, 336, seed=4))
     body = {"model": stack.family, "max_tokens": 4,
             **{k: (picture if v == "IMAGE" else messages_with(picture) if v == "IMAGE_MESSAGES" else v)
@@ -293,14 +293,16 @@ def test_bad_requests_get_the_transformers_engine_400s(stack, images, path, body
     assert expected.status_code == 400, expected.text
     assert got.status_code == 400, got.text
     assert got.json() == expected.json()
+    good_request(openai.OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0), stack.family)
 
 
 @needs_vllm
-def test_reference_method_is_refused_on_vllm(stack, images):
+def test_reference_method_is_refused_on_vllm(stack, images, good_request):
     picture = images.data_url(images.noise(224, 224))
     r = httpx.post(stack.url + "/v1/zoom/attention", json={"image": picture, "question": QUESTION,
                                                             "method": "reference"}, timeout=120)
     assert r.status_code == 400 and r.json()["error"]["param"] == "method", r.text
+    good_request(openai.OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0), stack.family)
 
 
 @needs_vllm

@@ -124,33 +124,37 @@ def test_closing_the_stream_aborts_the_vllm_request(engine, images, until):
 def test_errors_come_before_the_first_chunk(engine, images, until):
     eng, loop = engine
 
-    async def refused(req) -> InvalidRequestError | EngineOverloadedError:
-        with pytest.raises((InvalidRequestError, EngineOverloadedError)) as info:
+    async def refused(req, message: str) -> InvalidRequestError | EngineOverloadedError:
+        with pytest.raises((InvalidRequestError, EngineOverloadedError), match=message) as info:
             await eng.submit(req)
         return info.value
 
     async def scenario():
         two_images = request(images.noise(64, 64), images.noise(64, 64), QUESTION)  # vLLM's own limit: 1
-        assert "image" in (await refused(two_images)).message
+        assert "image" in (await refused(two_images, r"At most 1 image\(s\) may be provided in one prompt")).message
         long = request(images.noise(224, 224), "describe every detail " * 600)
-        assert (await refused(long)).code == "context_length_exceeded"
+        err = await refused(long, r"the prompt has \d+ tokens \(64 of them visual\), over this model's context of 2048")
+        assert err.code == "context_length_exceeded"
         too_many = request(images.noise(224, 224), QUESTION, max_tokens=2000)
-        err = await refused(too_many)
+        err = await refused(too_many, r"prompt \(\d+ tokens\) \+ max_tokens \(2000\) exceeds the context of 2048")
         assert (err.code, err.param) == ("context_length_exceeded", "max_tokens")
         budget = request(images.noise(224, 224), QUESTION)
         budget.max_pixels = 10  # under one visual token
-        assert (await refused(budget)).param == "mm_processor_kwargs"
+        err = await refused(budget, r"pixel budget must satisfy 784 <= min_pixels <= max_pixels \(got 3136, 10\)")
+        assert err.param == "mm_processor_kwargs"
         attention = request(images.noise(224, 224), QUESTION)
         attention.attention = AttentionOptions(layers=99)  # maps work on vLLM (test_vllm_attention.py); bad layers not
-        assert (await refused(attention)).code == "layer_out_of_range"
+        err = await refused(attention, r"layer 99 is out of range: this model has 6 LLM layers")
+        assert err.code == "layer_out_of_range"
 
         # Two running (max_batch_size) + one waiting (max_queue): the fourth is refused with 503.
         running = [await eng.submit(request(images.noise(64, 64), QUESTION, max_tokens=1500)) for _ in range(2)]
         waiting = asyncio.ensure_future(eng.submit(request(images.noise(64, 64), QUESTION, max_tokens=1500)))
         await until(lambda: eng._in_flight == 3, "the third request taking the waiting slot")
-        assert isinstance(await refused(request(QUESTION)), EngineOverloadedError)
+        err = await refused(request(QUESTION), r"the server is at capacity; retry later")
+        assert isinstance(err, EngineOverloadedError)
         waiting.cancel()  # the waiting client leaves: vLLM drops it, the slot is freed
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(asyncio.CancelledError, match=r"^$"):  # cancelled from here, so with no message
             await waiting
         for stream in running:
             await stream.aclose()
