@@ -170,7 +170,8 @@ class ChatService:
         for m in request.messages:
             content: list[str | Image.Image] = []
             if isinstance(m.content, str):
-                content.append(m.content)
+                if m.content:  # "" is no text, as Qwen's template reads an empty content (no stray newline)
+                    content.append(m.content)
             elif m.content:
                 for part in m.content:
                     content.append(next(image_iter) if isinstance(part, ImagePart) else part.text)
