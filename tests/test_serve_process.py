@@ -4,6 +4,7 @@ server that cannot start is one ``ServeError`` line naming its log."""
 from __future__ import annotations
 
 import doctest
+import signal
 import socket
 import subprocess
 import sys
@@ -36,13 +37,13 @@ def test_serve_subprocess_serves_and_stops(tiny_models, tmp_path):
         models = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k"}, timeout=10).json()
         assert [m["id"] for m in models["data"]] == ["qwen3_vl"]
     assert log.exists()
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(httpx.ConnectError, match=r"Connection refused"):
         httpx.get(url + "/health", timeout=5)
 
 
 def test_a_server_that_cannot_start_is_one_line(tmp_path):
     log = tmp_path / "server.log"
-    with pytest.raises(ServeError) as info:
+    with pytest.raises(ServeError, match=r"zwz serve exited with status 2 at start-up") as info:
         with serve_subprocess(None, log_path=log, extra_args=["--no-such-flag"], startup_timeout=120):
             pass
     message = str(info.value)
@@ -57,4 +58,4 @@ def test_wait_until_up_gives_up_on_time_and_stop_process_kills(tmp_path):
             wait_until_up(f"http://127.0.0.1:{free_port()}/health", proc, timeout=1, what="sleeper")
     finally:
         stop_process(proc, grace=5)
-    assert proc.returncode is not None
+    assert proc.returncode == -signal.SIGTERM  # the sleeper ends on the SIGTERM, within the grace

@@ -117,7 +117,7 @@ def test_other_errors(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="unsupported"):
         load_benchmark(tmp_path / "x.csv")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no benchmark at .*missing"):
         load_benchmark(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no items.jsonl"):

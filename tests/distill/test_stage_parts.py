@@ -30,11 +30,15 @@ def test_question_prompt_is_the_papers():
     assert "return an empty JSON list: []" in prompt and prompt.count('{"question": "Question') == 3
 
 
-@pytest.mark.parametrize("reply", [
-    "Here you go: [{question: 'x'}]", '{"question": "x"}', '[{"question": ""}]', '[{"question": 3}]', "", '["x"]',
+NOT_JSON, NO_QUESTION = r"not JSON \(Expecting value at char 0\)", r'item 0 has no non-empty "question" string'
+
+
+@pytest.mark.parametrize("reply, message", [
+    ("Here you go: [{question: 'x'}]", NOT_JSON), ('{"question": "x"}', r"expected a JSON list, got dict"),
+    ('[{"question": ""}]', NO_QUESTION), ('[{"question": 3}]', NO_QUESTION), ("", NOT_JSON), ('["x"]', NO_QUESTION),
 ])  # fmt: skip
-def test_malformed_questions_raise(reply):
-    with pytest.raises(MalformedReply):
+def test_malformed_questions_raise(reply, message):
+    with pytest.raises(MalformedReply, match=message):
         parse_questions(reply, 3)
 
 
@@ -167,5 +171,6 @@ def test_consensus_asks_the_judge_what_rules_cannot_decide(judge_llm, tmp_path):
     result = consensus(["red", "yes crimson", "yes scarlet", "no blue"], 4, 0.75, question="Colour?", judge=judge)
     assert result.answer == "red" and result.agreement == 0.75
     assert result.clusters == [["red", "yes crimson", "yes scarlet"], ["no blue"]]
-    with pytest.raises(JudgeError):  # a failed judge is an error the answer stage counts, never a silent "no"
+    # A failed judge is an error the answer stage counts, never a silent "no".
+    with pytest.raises(JudgeError, match=r"judge reply has no \\boxed\{Yes\|No\}"):
         consensus(["red", "maybe pink"], 2, 0.5, question="Colour?", judge=judge)

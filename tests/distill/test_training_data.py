@@ -80,5 +80,5 @@ def test_reads_a_benchmark(tmp_path):
 def test_bad_variant_and_missing_file(tmp_path):
     with pytest.raises(ValueError, match="variant"):
         TrainingRecord("x", [], "q", "a", variant="boxed")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no training data at .*nope\.parquet"):
         read_records(tmp_path / "nope.parquet")

@@ -74,9 +74,16 @@ def test_parse_verdict(text: str, expected: bool) -> None:
     assert parse_verdict(text) is expected
 
 
-@pytest.mark.parametrize("text", ["Yes", "", "\\boxed{Maybe}", "\\boxed{Yes} then \\boxed{unsure}", "\\boxed{Yes"])
-def test_parse_verdict_rejects(text: str) -> None:
-    with pytest.raises(JudgeError):
+NO_BOX = r"judge reply has no \\boxed\{Yes\|No\}: "
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Yes", NO_BOX + "'Yes'"), ("", NO_BOX + "''"), ("\\boxed{Maybe}", r"judge verdict is neither Yes nor No: 'Maybe'"),
+    ("\\boxed{Yes} then \\boxed{unsure}", r"judge verdict is neither Yes nor No: 'unsure'"),
+    ("\\boxed{Yes", NO_BOX + r"'\\\\boxed\{Yes'"),
+])
+def test_parse_verdict_rejects(text: str, message: str) -> None:
+    with pytest.raises(JudgeError, match=message):
         parse_verdict(text)
 
 
@@ -152,7 +159,7 @@ def test_async_and_batch(base_url: str, llm) -> None:
     triples = [(QUESTION, "B", f"yes-batch-{i % 3}") for i in range(6)] + [(QUESTION, "B", "no-batch")]
     assert judge.judge_many(triples) == [True] * 6 + [False]
     assert [llm.calls[f"yes-batch-{i}"] for i in range(3)] == [1, 1, 1]  # duplicates sent once
-    with pytest.raises(JudgeError):
+    with pytest.raises(JudgeError, match=r"judge reply has no \\boxed\{Yes\|No\}: 'I am not sure what to say\.'"):
         judge.judge_many([(QUESTION, "B", "yes-batch-0"), (QUESTION, "B", "garbage-batch")])
 
     async def inside_a_running_loop() -> list[bool]:
@@ -185,7 +192,7 @@ def test_scorers_fall_back_to_the_judge(base_url: str, llm, tmp_path: Path) -> N
     ]
     # the judge sees the option text beside the gold letter
     assert "The answer is: B. blue" in llm.requests[-1]["body"]["messages"][0]["content"]
-    with pytest.raises(JudgeError):
+    with pytest.raises(JudgeError, match=r"judge reply has no \\boxed\{Yes\|No\}: 'I am not sure what to say\.'"):
         scorer.score("garbage-scorer", "blue", question="What color?")
 
 

@@ -63,7 +63,7 @@ def test_reward_fn_spec_is_checked(tmp_path):
 
     with pytest.raises(ValueError, match="FILE.py:NAME"):
         load_reward_fn("no_colon")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"reward file .*missing\.py does not exist"):
         load_reward_fn(f"{tmp_path}/missing.py:f")
     (tmp_path / "r.py").write_text("def f(prompts, completions, **kw):\n    return [1.0] * len(completions)\n")
     assert load_reward_fn(f"{tmp_path}/r.py:f")([], ["a", "b"]) == [1.0, 1.0]

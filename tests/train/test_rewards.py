@@ -164,11 +164,11 @@ def test_judge_tier_and_cache(judge_llm, tmp_path: Path) -> None:
 
 def test_failing_judge_raises(judge_llm) -> None:
     judge = Judge(judge_llm.url, "judge-model", max_retries=0)
-    with pytest.raises(JudgeError):
+    with pytest.raises(JudgeError, match=r"judge call to .* failed after 1 attempt\(s\): retryable HTTP status"):
         score_batch(["error-rw"], ["blue"], judge=judge)
-    with pytest.raises(JudgeError):
+    with pytest.raises(JudgeError, match=r"judge reply has no \\boxed\{Yes\|No\}: 'I am not sure what to say\.'"):
         make_trl_reward(judge=judge)(["q"], ["garbage-rw"], answer=["blue"])  # no verdict in the reply
-    with pytest.raises(JudgeError):
+    with pytest.raises(JudgeError, match=r"judge call to .* failed after 1 attempt\(s\): retryable HTTP status"):
         compute_score("zw", "error-verl", "cyan", judge_base_url=judge_llm.url, judge_model="m", judge_max_retries=0)
 
 

@@ -78,5 +78,5 @@ def test_stopping_the_ui_stops_its_server(demo_ui):
     assert httpx.get(server + "/health").status_code == 200
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(httpx.ConnectError, match=r"Connection refused"):
         httpx.get(server + "/health", timeout=5)

@@ -75,9 +75,14 @@ def test_accepts_tensors_and_lists():
     assert coverage(a.tolist(), GEO, box) == 0.5
 
 
-@pytest.mark.parametrize("box", [(0, 0, 0, 10), (50, 50, 10, 100), (400, 0, 500, 100), (-20, -20, -10, -10)])
-def test_bad_boxes_raise(box):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("box, message", [
+    ((0, 0, 0, 10), r"empty or inverted box \(0, 0, 0, 10\): need x1 < x2 and y1 < y2"),
+    ((50, 50, 10, 100), r"empty or inverted box \(50, 50, 10, 100\)"),
+    ((400, 0, 500, 100), r"box \(400, 0, 500, 100\) lies entirely outside the 400x400 image"),
+    ((-20, -20, -10, -10), r"box \(-20, -20, -10, -10\) lies entirely outside the 400x400 image"),
+])
+def test_bad_boxes_raise(box, message):
+    with pytest.raises(ValueError, match=message):
         coverage(one_hot(), GEO, box)
 
 
@@ -109,7 +114,7 @@ def test_coverage_by_layer_errors_name_the_layer():
     maps[1] = 0.0
     with pytest.raises(ValueError, match=r"\[1\]"):
         coverage_by_layer(maps, GEO, (0, 0, 100, 100))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"attention maps must be \(L, 4, 4\), got shape \(4, 4\)"):
         coverage_by_layer(np.ones((4, 4)), GEO, (0, 0, 100, 100))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"attention maps must be \(L, 4, 4\), got shape \(2, 4, 3\)"):
         coverage_by_layer(np.ones((2, 4, 3)), GEO, (0, 0, 100, 100))

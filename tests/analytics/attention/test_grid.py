@@ -22,15 +22,23 @@ def test_from_grid_thw_takes_a_row_of_the_processor_tensor():
     assert GridGeometry.from_grid_thw((640, 480), [1, 34, 46], merge_size=1).grid_shape == (34, 46)
 
 
-@pytest.mark.parametrize("row", [[2, 10, 14], [1, 11, 14], [1, 10], [1, 10, 14, 1]])
-def test_from_grid_thw_rejects(row):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("row, message", [
+    ([2, 10, 14], r"expected a single image \(t == 1\), got t=2; videos are not supported"),
+    ([1, 11, 14], r"patch grid 11x14 is not divisible by merge_size=2"),
+    ([1, 10], r"image_grid_thw row must be \(t, h, w\), got \[1, 10\]"),
+    ([1, 10, 14, 1], r"image_grid_thw row must be \(t, h, w\), got \[1, 10, 14, 1\]"),
+])
+def test_from_grid_thw_rejects(row, message):
+    with pytest.raises(ValueError, match=message):
         GridGeometry.from_grid_thw((1000, 700), row)
 
 
-@pytest.mark.parametrize("size, shape", [((0, 10), (1, 1)), ((10, 10), (0, 3))])
-def test_geometry_rejects_empty(size, shape):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("size, shape, message", [
+    ((0, 10), (1, 1), r"image_size must be positive \(W, H\), got \(0, 10\)"),
+    ((10, 10), (0, 3), r"grid_shape must be positive \(gh, gw\), got \(0, 3\)"),
+])
+def test_geometry_rejects_empty(size, shape, message):
+    with pytest.raises(ValueError, match=message):
         GridGeometry(size, shape)
 
 
@@ -39,7 +47,7 @@ def test_cells_tile_the_image():
     assert geo.cell_box(0, 0)[:2] == (0.0, 0.0)
     assert geo.cell_box(4, 6)[2:] == (1000.0, 601.0)
     assert geo.cell_box(2, 3)[2] == geo.cell_box(2, 4)[0]
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"cell \(5, 0\) is outside the 5x7 grid"):
         geo.cell_box(5, 0)
 
 
@@ -102,22 +110,25 @@ def test_box_partly_outside_is_clipped():
     assert clip_box((-100, 150, 250, 900), (400, 300)) == (0.0, 150.0, 250.0, 300.0)
 
 
+OUTSIDE = r"lies entirely outside the 400x300 image"
+
+
 @pytest.mark.parametrize(
-    "box",
+    "box, message",
     [
-        (10, 10, 10, 20),  # empty
-        (30, 10, 20, 20),  # inverted
-        (500, 10, 600, 20),  # right of the image
-        (400, 0, 450, 300),  # touching the right edge from outside
-        (-50, -50, 0, 0),  # touching the corner
-        (0, 0, float("nan"), 10),
-        (0, 0, float("inf"), 10),
-        (0, 0, 10),
+        ((10, 10, 10, 20), r"empty or inverted box \(10, 10, 10, 20\): need x1 < x2 and y1 < y2"),
+        ((30, 10, 20, 20), r"empty or inverted box \(30, 10, 20, 20\)"),
+        ((500, 10, 600, 20), OUTSIDE),  # right of the image
+        ((400, 0, 450, 300), OUTSIDE),  # touching the right edge from outside
+        ((-50, -50, 0, 0), OUTSIDE),  # touching the corner
+        ((0, 0, float("nan"), 10), r"box has non-finite coordinates: \(0, 0, nan, 10\)"),
+        ((0, 0, float("inf"), 10), r"box has non-finite coordinates: \(0, 0, inf, 10\)"),
+        ((0, 0, 10), r"a box is \(x1, y1, x2, y2\), got 3 values: \(0, 0, 10\)"),
     ],
 )
-def test_bad_boxes_raise(box):
+def test_bad_boxes_raise(box, message):
     geo = GridGeometry((400, 300), (3, 4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         geo.box_to_cell_weights(box)
 
 
@@ -125,10 +136,13 @@ def test_as_map_accepts_tensors_and_validates():
     t = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
     np.testing.assert_array_equal(as_map(t, (2, 3)), np.arange(6).reshape(2, 3))
     assert as_maps(t[None].repeat(4, 1, 1), (2, 3)).shape == (4, 2, 3)
-    for bad in (np.zeros((2, 3, 1)), np.array([[1.0, -1.0]]), np.array([[1.0, np.inf]]), np.zeros((0, 3))):
-        with pytest.raises(ValueError):
+    for bad, message in ((np.zeros((2, 3, 1)), r"must be 2-D \(gh, gw\), got shape \(2, 3, 1\)"),
+                         (np.array([[1.0, -1.0]]), r"has negative values \(min -1\)"),
+                         (np.array([[1.0, np.inf]]), r"has NaN or inf values"),
+                         (np.zeros((0, 3)), r"is empty \(shape \(0, 3\)\)")):
+        with pytest.raises(ValueError, match=message):
             as_map(bad)
     with pytest.raises(ValueError, match="does not match"):
         as_map(np.zeros((2, 3)), (3, 2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"attention maps must be \(L, 2, 3\), got shape \(2, 3\)"):
         as_maps(np.zeros((2, 3)), (2, 3))

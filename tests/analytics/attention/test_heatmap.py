@@ -67,13 +67,15 @@ def test_normalize_clips_at_the_percentile():
     b = np.zeros((20, 20))
     b[2, 3] = 1.0
     assert normalize(b)[2, 3] == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"percentile must be in \(0, 100\], got 0.0"):
         normalize(b, percentile=0.0)
 
 
 def test_colorize_rejects_bad_maps():
-    for bad in (np.array([[np.nan, 1.0]]), np.ones(4), np.array([[1.0, -2.0]])):
-        with pytest.raises(ValueError):
+    for bad, message in ((np.array([[np.nan, 1.0]]), r"has NaN or inf values"),
+                         (np.ones(4), r"must be 2-D \(gh, gw\), got shape \(4,\)"),
+                         (np.array([[1.0, -2.0]]), r"has negative values \(min -2\)")):
+        with pytest.raises(ValueError, match=message):
             colorize(bad)
 
 
@@ -101,7 +103,7 @@ def test_alpha_extremes():
     # Every pixel is a colormap colour.
     lut = {tuple(c) for c in LUT.tolist()}
     assert {tuple(c) for c in pure.reshape(-1, 3)[::97].tolist()} <= lut
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got 1.5"):
         overlay(img, a, alpha=1.5)
 
 
@@ -127,7 +129,7 @@ def test_line_width_scales_with_the_image():
 
 
 def test_overlay_rejects_boxes_outside_the_image():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"box \(150, 0, 200, 50\) lies entirely outside the 100x100 image"):
         overlay(gray((100, 100)), np.ones((2, 2)), box=(150, 0, 200, 50))
 
 
@@ -148,5 +150,5 @@ def test_overlay_png_base64_downscales_and_scales_boxes():
     # No downscale when the image is already small enough; full size without max_side.
     full = Image.open(io.BytesIO(base64.b64decode(overlay_png_base64(img, np.ones((2, 4)), max_side=5000))))
     assert full.size == (2000, 1000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"max_side must be positive, got 0"):
         overlay_png_base64(img, np.ones((2, 4)), max_side=0)

@@ -118,11 +118,17 @@ def test_aspect_shapes_the_window():
     assert contains((x1, y1, x2, y2), geo.cell_box(6, 6))
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"min_fraction": 0.0}, {"min_fraction": 0.6, "max_fraction": 0.5}, {"max_fraction": 1.2}, {"aspect": 0}]
-)
-def test_rejects_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+FRACTIONS = r"need 0 < min_fraction <= max_fraction <= 1, got "
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_fraction": 0.0}, FRACTIONS + "0.0, 0.5"),
+    ({"min_fraction": 0.6, "max_fraction": 0.5}, FRACTIONS + "0.6, 0.5"),
+    ({"max_fraction": 1.2}, FRACTIONS + "0.1, 1.2"),
+    ({"aspect": 0}, r"aspect must be a positive width/height ratio, got 0"),
+])
+def test_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         suggest_zoom_box(np.ones((4, 4)), GridGeometry((400, 400), (4, 4)), **kwargs)
 
 
@@ -130,7 +136,7 @@ def test_rejects_zero_and_bad_maps():
     geo = GridGeometry((400, 400), (4, 4))
     with pytest.raises(ValueError, match="zero total mass"):
         suggest_zoom_box(np.zeros((4, 4)), geo)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"attention map shape \(4, 5\) does not match the grid \(4, 4\)"):
         suggest_zoom_box(np.ones((4, 5)), geo)
 
 
@@ -145,5 +151,5 @@ def test_top_cells():
     assert top_cells(a, 3) == [(0, 1, 3.0), (1, 0, 3.0), (1, 1, 2.0)]
     assert len(top_cells(a, 100)) == 6
     assert top_cells(a, 0) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"k must be >= 0, got -1"):
         top_cells(a, -1)

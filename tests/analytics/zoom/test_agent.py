@@ -286,9 +286,9 @@ def test_backend_errors_propagate_with_the_partial_trajectory():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"run_zoom_agent needs at least one image"):
         run(ScriptedBackend("x"), [])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"need max_turns >= 1 and fixed_turns >= 0 \(got 0, 0\)"):
         run(ScriptedBackend("x"), [noise(8, 8)], max_turns=0)
 
 
