@@ -73,13 +73,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if not new:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    message = ("tests wrote into the checkout (write under tmp_path instead; set "
-               f"{_ALLOW_ENV}=1 where others edit the same checkout meanwhile):\n  " + "\n  ".join(new))
+    message = ("write under tmp_path instead; set "
+               f"{_ALLOW_ENV}=1 where others edit the same checkout meanwhile:\n  " + "\n  ".join(new))
     if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(message, red=True)
+        reporter.write_sep("=", "tests wrote into the checkout", red=True)
+        reporter.write_line(message)
     else:
-        print(message)
+        print("tests wrote into the checkout: " + message)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
