@@ -114,14 +114,14 @@ def _served(server: str, name: str, **labels) -> float:
 @needs_prometheus
 @needs_locust
 def test_prometheus_scrapes_zwz_during_a_locust_run(server, prometheus, tiny_plan, tmp_path, row):
-    _until(lambda: _query(prometheus, 'up{job="zwz"}') == [1.0], 30, "zwz is not up in Prometheus")
+    _until(lambda: _query(prometheus, 'up{job="zwz"}') == [1.0], 60, "zwz is not up in Prometheus")
     (cell,) = run_sweep(tiny_plan(server, users=[2], duration_s=3.0), tmp_path, progress=False)
     items = row(cell, "ITEM")["requests"]
     served = _served(server, "zwz_requests_total", mode="single")
     assert served >= items > 0  # the warm-up items are the server's too
 
     # A scrape after the run holds every request; PromQL over the run gives rates and quantiles.
-    _until(lambda: _query(prometheus, 'zwz_requests_total{mode="single"}') == [served], 15,
+    _until(lambda: _query(prometheus, 'zwz_requests_total{mode="single"}') == [served], 60,
            "Prometheus never saw the final count")
     assert _query(prometheus, 'increase(zwz_requests_total{mode="single"}[1m])')[0] > 0
     assert _query(prometheus, 'sum(rate(zwz_generation_tokens_total[1m]))')[0] > 0
