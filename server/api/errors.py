@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from zwz.server.api.request_shape import SHAPE_ERROR_CODES
 from zwz.server.engines.base import EngineError
 
 logger = logging.getLogger(__name__)
@@ -87,16 +88,17 @@ def as_api_error(exc: BaseException) -> APIError:
     return APIError(500, f"internal error: {type(exc).__name__}", error_type="internal_error")
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+def _validation_error(exc: RequestValidationError) -> APIError:
     errors = exc.errors()
     if not errors:
-        return "invalid request", None
+        return APIError(400, "invalid request")
     first = errors[0]
     if first.get("type") == "json_invalid":
-        return "the request body is not valid JSON", None
+        return APIError(400, "the request body is not valid JSON")
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
     param = ".".join(loc) or None
-    return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+    code = first.get("type") if first.get("type") in SHAPE_ERROR_CODES else None
+    return APIError(400, f"{param or 'body'}: {first.get('msg', 'invalid value')}", param=param, code=code)
 
 
 def install_error_handlers(app: FastAPI, on_error=None) -> None:
@@ -110,8 +112,7 @@ def install_error_handlers(app: FastAPI, on_error=None) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        message, param = _validation_message(exc)
-        return _respond(APIError(400, message, param=param))
+        return _respond(_validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):

@@ -27,6 +27,10 @@ from zwz.server.settings import ServerSettings
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 Loc = tuple[str | int, ...]
+# The kinds of refusal below; the error envelope carries them as its `code`.
+SHAPE_ERROR_CODES = frozenset({"too_many_messages", "too_many_content_parts", "too_many_stop_sequences",
+                               "stop_too_long", "too_many_tools", "too_many_values", "too_much_text",
+                               "invalid_unicode"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ def current_limits() -> RequestLimits:
 
 
 def _refuse(title: str, loc: Loc, kind: str, message: str) -> NoReturn:
+    assert kind in SHAPE_ERROR_CODES, kind
     # A ValidationError raised in a before-validator keeps its loc, so the client's error names the field.
     # No input echoed: it may be megabytes.
     raise ValidationError.from_exception_data(

@@ -37,12 +37,14 @@ def post(url: str, payload: dict | str, path: str = "/v1/chat/completions") -> h
     return httpx.post(url + path, content=content, headers={"content-type": "application/json"}, timeout=300)
 
 
-def refused(url: str, payload: dict | str, param: str | None, says: str, path: str = "/v1/chat/completions") -> None:
+def refused(url: str, payload: dict | str, param: str | None, says: str, path: str = "/v1/chat/completions",
+            code: str | None = None) -> None:
     r = post(url, payload, path)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
+    assert error["code"] == code
     assert says in error["message"], error["message"]
     good = post(url, body())  # the server still answers
     assert good.status_code == 200 and good.json()["usage"]["completion_tokens"] == 6
@@ -104,7 +106,7 @@ TOOL = {"type": "function", "function": {"name": "zoom", "parameters": {"type": 
     ({"messages": [{"role": "user", "content": "hi", "name": SURROGATE}]}, "messages.0.name"),
 ])
 def test_unpaired_surrogates_are_400(server, fields, param):
-    refused(server, body(**fields), param, "unpaired UTF-16 surrogate")
+    refused(server, body(**fields), param, "unpaired UTF-16 surrogate", code="invalid_unicode")
 
 
 def test_a_surrogate_pair_is_text(server):
@@ -114,27 +116,32 @@ def test_a_surrogate_pair_is_text(server):
 
 def test_unpaired_surrogate_in_an_attention_question_is_400(server, images):
     payload = {"model": MODEL, "image": images.png_data_url(), "question": "where\udc00?"}
-    refused(server, payload, "question", "unpaired UTF-16 surrogate", path="/v1/zoom/attention")
+    refused(server, payload, "question", "unpaired UTF-16 surrogate", path="/v1/zoom/attention",
+            code="invalid_unicode")
 
 
-@pytest.mark.parametrize(("fields", "param", "says"), [
-    ({"stop": [f"s{i}" for i in range(100_000)]}, "stop", "100000 stop strings; this server allows at most 16"),
-    ({"stop": ["x" * 1025]}, "stop.0", "1025 characters in a stop string; this server allows at most 1024"),
-    ({"messages": user() * 2049}, "messages", "2049 messages; this server allows at most 2048"),
+@pytest.mark.parametrize(("fields", "param", "says", "code"), [
+    ({"stop": [f"s{i}" for i in range(100_000)]}, "stop", "100000 stop strings; this server allows at most 16",
+     "too_many_stop_sequences"),
+    ({"stop": ["x" * 1025]}, "stop.0", "1025 characters in a stop string; this server allows at most 1024",
+     "stop_too_long"),
+    ({"messages": user() * 2049}, "messages", "2049 messages; this server allows at most 2048", "too_many_messages"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}] * 4097}]}, "messages",
-     "4097 content parts; this server allows at most 4096"),
-    ({"tools": [TOOL] * 129}, "tools", "129 tools; this server allows at most 128"),
-    ({"messages": user("x" * 1_000_001)}, None, "characters of text or more; this server allows at most 1000000"),
-    ({"zwz_unknown": [0] * 100_001}, None, "JSON values or more; this server allows at most 100000"),
-])
-def test_request_shape_limits_are_400(server, fields, param, says):
-    refused(server, body(**fields), param, says)
+     "4097 content parts; this server allows at most 4096", "too_many_content_parts"),
+    ({"tools": [TOOL] * 129}, "tools", "129 tools; this server allows at most 128", "too_many_tools"),
+    ({"messages": user("x" * 1_000_001)}, None, "characters of text or more; this server allows at most 1000000",
+     "too_much_text"),
+    ({"zwz_unknown": [0] * 100_001}, None, "JSON values or more; this server allows at most 100000",
+     "too_many_values"),
+])  # fmt: skip
+def test_request_shape_limits_are_400(server, fields, param, says, code):
+    refused(server, body(**fields), param, says, code=code)
 
 
 def test_a_million_tiny_messages_are_refused_by_count(server):
     """A 30 MB body of 900k messages (parsed in the worker process, under the app's limits): refused on its count."""
     refused(server, body(messages=[{"role": "user", "content": "a"}] * 900_000), "messages",
-            "900000 messages; this server allows at most 2048")
+            "900000 messages; this server allows at most 2048", code="too_many_messages")
 
 
 def test_neighbours_of_bad_requests_get_their_own_tokens(server):
