@@ -68,18 +68,21 @@ TOML
 cd "$stage"
 # One thread per test process: the workers are forks of a process that imported torch.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
-rc=0
-nice -n 10 mutmut run "$@" || rc=$?
-rm -f mutants/mutmut-cicd-stats.json
-mutmut export-cicd-stats >/dev/null || true
-if [[ ! -f mutants/mutmut-cicd-stats.json ]]; then  # mutmut stops when no selected test reaches a mutant
-  n=$(cat $(for f in $files; do echo "mutants/$f"; done) | grep -cE "def x[^(]*__mutmut_[0-9]+\(" || true)
-  echo "$module: $n mutants, none reached by the selected tests: score 0.0%"
-  exit $(( rc ? rc : 1 ))
-elif (( rc )); then
-  echo "$module: mutmut failed (exit $rc; a test failing on the unmutated code?), see above" >&2
+set +e
+nice -n 10 mutmut run "$@" 2>&1 | tee run.log
+rc=${PIPESTATUS[0]}
+set -e
+if (( rc )); then
+  if grep -q "could not find any test case for any mutant" run.log; then  # every mutant is untested
+    n=$(cat $(for f in $files; do echo "mutants/$f"; done) | grep -cE "def x[^(]*__mutmut_[0-9]+\(" || true)
+    echo "$module: $n mutants, none reached by the selected tests: score 0.0%"
+  else
+    echo "$module: mutmut failed (exit $rc; a test failing on the unmutated code?), see above" >&2
+  fi
   exit "$rc"
 fi
+rm -f mutants/mutmut-cicd-stats.json
+mutmut export-cicd-stats >/dev/null
 python - "$module" <<'PY'
 import json, sys
 s = json.load(open("mutants/mutmut-cicd-stats.json"))
