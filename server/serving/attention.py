@@ -26,7 +26,7 @@ def require_attention_maps(engine: Engine) -> AttentionMapper:
     ``attention_zoom`` mode all answer when it has none."""
     if engine.attention_maps is None:
         raise APIError(501, f"the {engine.info.engine} engine cannot compute attention maps; serve with "
-                            "--engine transformers", code="not_supported")
+                            "--engine transformers or --engine vllm, which both make them", code="not_supported")
     return engine.attention_maps
 
 

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from zwz.server.engines.base import Engine, missing_members
 
-REFUSAL = "the scripted engine cannot compute attention maps; serve with --engine transformers"
+REFUSAL = ("the scripted engine cannot compute attention maps; serve with --engine transformers or --engine vllm, "
+           "which both make them")
 
 
 def _image_message(data_url: str) -> list[dict]:
