@@ -35,6 +35,7 @@ from zwz.server.engines.base import (
     InvalidRequestError,
     SamplingParams,
 )
+from zwz.server.engines.batch_log import BatchLog
 from zwz.server.engines.conversation import render_prompt
 from zwz.server.engines.decoding import ReplayPrefix, RowSampler, RowState, RowTracker, row_generator
 from zwz.server.engines.model_loading import load_model
@@ -141,7 +142,7 @@ class TransformersEngine:
         self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zwz-prepare")
         # Observers (e.g. metrics) called with the size of every batch that starts.
         self.batch_listeners: list[Callable[[int], None]] = []
-        self.batch_sizes: list[int] = []
+        self.batch_sizes = BatchLog()  # the newest sizes (tests read them), bounded
         self.cancelled_rows = 0  # rows whose client left before the answer was complete
         self.attention_maps = TransformersAttentionMaps(
             self.model, self.processor, max_model_len=max_len, max_pending=self.settings.max_queue,

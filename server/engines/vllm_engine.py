@@ -31,6 +31,7 @@ from zwz.server.engines.base import (
     GenerationRequest,
     InvalidRequestError,
 )
+from zwz.server.engines.batch_log import BatchLog
 from zwz.server.engines.conversation import render_prompt
 from zwz.server.engines.model_loading import detect_family
 from zwz.server.engines.request_policy import check_context, pixel_budget, row_settings
@@ -97,7 +98,7 @@ class VllmEngine:
         self._running = 0  # running in vLLM's last step
         # Observers (e.g. metrics) called with the number of requests that started decoding together.
         self.batch_listeners: list[Callable[[int], None]] = []
-        self.batch_sizes: list[int] = []
+        self.batch_sizes = BatchLog()  # the newest sizes (tests read them), bounded
         self.cancelled_rows = 0  # requests whose client left before the answer was complete
 
     # -- lifecycle -------------------------------------------------------------------------------------
