@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -71,14 +73,27 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
         unasked = {name for name in ("zwz_attention", "zwz_trajectory") if getattr(result, name) is None}
         return Response(result.model_dump_json(exclude=unasked), media_type="application/json")
 
-    async def stream():
-        try:
-            async for event in result:
-                yield event
-        finally:
-            metrics.in_flight.dec()
+    async def close() -> None:
+        metrics.in_flight.dec()
+        await result.aclose()
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return _ClosingStream(result, close, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+class _ClosingStream(StreamingResponse):
+    """A stream whose ``on_close`` runs however it ends. A client that leaves before the first byte makes
+    Starlette cancel the response before it starts the body iterator, so a ``finally`` in the iterator would
+    never run (the in-flight gauge would keep the request for ever)."""
+
+    def __init__(self, content, on_close: Callable[[], Awaitable[None]], **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
 
 
 async def zoom_attention(body: ZoomAttentionRequest, request: Request):
@@ -106,7 +121,12 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-_SSE = {"text/event-stream": {"schema": {"type": "string"},
+# Before OpenAPI 3.2 (FastAPI writes 3.1) an event stream's `schema` describes one event, as parsed from the
+# stream: its `data` (and `event`, `id`, `retry` where sent).
+_SSE_EVENT = {"type": "object", "required": ["data"],
+              "properties": {"data": {"type": "string", "description": "A chat.completion.chunk as JSON, or [DONE]."},
+                             "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"}}}
+_SSE = {"text/event-stream": {"schema": _SSE_EVENT,
                               "description": "With `stream: true`: `data: <chat.completion.chunk JSON>` events, "
                                              "then `data: [DONE]`."}}
 _PROMETHEUS = {"text/plain": {"schema": {"type": "string"},

@@ -197,3 +197,15 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(live):
             run()
     assert 200 in statuses["/v1/chat/completions"] and 400 in statuses["/v1/chat/completions"], statuses
     assert httpx.post(f"{url}/v1/chat/completions", json=chat()).json()["choices"][0]["message"]["content"] == "ok"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_real_answer_conforms_streamed_or_not(live, stream):
+    """Not left to the generator's luck: a well-formed request, whole and as SSE events, checked on the schema."""
+    url, _ = live
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    operation = schema["/v1/chat/completions"]["POST"]
+    case = operation.Case(body=chat(stream=stream), media_type="application/json")
+    response = case.call_and_validate(checks=CHECKS, timeout=60)
+    assert response.status_code == 200
+    assert response.headers["content-type"][0].startswith("text/event-stream" if stream else "application/json")
