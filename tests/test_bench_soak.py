@@ -52,3 +52,30 @@ def test_one_cycle_is_counted_and_judged(tiny_models, tmp_path):
     assert verdict["checks"]["in-flight back to 0"] is True and verdict["checks"]["queue back to 0"] is True
     assert result["after"]["rss_mb"] > 0 and all(row["rss_median_mb"] > 0 for row in result["rows"])  # found, read
     assert "PASS: no server errors (5xx)" in proc.stdout
+
+
+def _verdict_of(medians: list[float], warmup: int) -> dict:
+    import importlib.util
+
+    sys.path.insert(0, str(BENCH.parent))  # the script's own folder, as when it runs (its helper modules)
+    try:
+        spec = importlib.util.spec_from_file_location("bench_soak_under_test", BENCH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH.parent))
+        sys.modules.pop("bench_soak_under_test", None)
+    rows = [{"statuses": {"200": 10}, "unexpected_count": 0, "rss_median_mb": m} for m in medians]
+    return module.verdict({"rows": rows, "after": {"in_flight": 0, "queue": 0}}, warmup)
+
+
+def test_rss_is_judged_against_the_last_warm_up_interval():
+    # a slow first minute, then a plateau: flat after a longer warm-up, not after one interval
+    medians = [500.0, 600.0, 640.0, 630.0, 645.0]
+    one = _verdict_of(medians, warmup=1)
+    assert one["checks"]["RSS within 10% of the warm-up's"] is False and round(one["rss_growth"], 2) == 0.29
+    three = _verdict_of(medians, warmup=3)
+    assert three["checks"]["RSS within 10% of the warm-up's"] is True and three["passed"] is True
+    assert round(three["rss_growth"], 4) == round(645 / 640 - 1, 4)
+    assert _verdict_of(medians, warmup=5)["checks"]["RSS within 10% of the warm-up's"] is None  # nothing after it
