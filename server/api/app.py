@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from zwz.server.api.body_parsing import BodyParser
 from zwz.server.api.errors import document_errors, install_error_handlers
 from zwz.server.api.limits import BodySizeLimit
+from zwz.server.api.request_shape import RequestLimits
 from zwz.server.api.router import build_routers
 from zwz.server.engines.base import Engine, missing_members
 from zwz.server.metrics import ServerMetrics
@@ -53,6 +54,7 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
     app.state.served_model_names = served
     app.state.started_at = int(time.time())
     app.state.body_parser = BodyParser()
+    app.state.request_limits = RequestLimits.from_settings(settings)  # once: the routes bind them per request
     app.state.chat = ChatService(engine, served, ChatLimits(settings.max_images_per_request, media), metrics)
     app.state.attention = AttentionService(engine, served, media, metrics)
     engine.batch_listeners.append(metrics.batch_size.observe)

@@ -91,7 +91,7 @@ class OffLoopBodyRoute(APIRoute):
         async def route(request: Request) -> Response:
             parser: BodyParser | None = getattr(request.app.state, "body_parser", None)
             # The request models check their shape against the app's limits, here or in the worker.
-            limits = RequestLimits.from_settings(request.app.state.settings)
+            limits: RequestLimits = request.app.state.request_limits
             with bound_limits(limits):
                 # Only what FastAPI itself would parse as JSON (a JSON content type, or none).
                 if parser is not None and "json" in request.headers.get("content-type", "application/json"):
