@@ -11,14 +11,18 @@ numpy; the same seed gives byte-identical PNGs.
 
     python -c "from zwz.distill.zoomworld import write_zoomworld; write_zoomworld('zoomworld', 120, seed=0)"
 
+Two levels: ``level="standard"`` (the default, above) and ``level="nano"`` (one framed panel with big, coarse
+content on a 448x448 canvas, for models trained from scratch on a CPU; see ``nano``).
+
 Modules: ``assets`` (vocabulary, seeded picks), ``drawing`` (primitives), ``panels`` (one content kind per
-dimension), ``scene`` (the canvas, items, writing).
+dimension), ``scene`` (the canvas, items, writing), ``nano`` (the nano level).
 """
 
 from zwz.distill.benchmark import DIMENSIONS
 from zwz.distill.zoomworld.scene import (
     CROP_MARGIN,
     DEFAULT_IMAGE_SIZE,
+    LEVELS,
     MAX_BOX_FRACTION,
     MC_SUFFIX,
     MIN_SIDE,
@@ -28,8 +32,10 @@ from zwz.distill.zoomworld.scene import (
     iter_zoomworld,
     write_zoomworld,
 )
+from zwz.distill.zoomworld.nano import NANO_DIMENSIONS, NANO_IMAGE_SIZE
 
 __all__ = [
-    "CROP_MARGIN", "DEFAULT_IMAGE_SIZE", "DIMENSIONS", "MAX_BOX_FRACTION", "MC_SUFFIX", "MIN_SIDE", "OPEN_SUFFIX",
+    "CROP_MARGIN", "DEFAULT_IMAGE_SIZE", "DIMENSIONS", "LEVELS", "MAX_BOX_FRACTION", "MC_SUFFIX", "MIN_SIDE",
+    "NANO_DIMENSIONS", "NANO_IMAGE_SIZE", "OPEN_SUFFIX",
     "expand_box", "generate_zoomworld", "iter_zoomworld", "write_zoomworld",
 ]  # fmt: skip

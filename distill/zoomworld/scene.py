@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ MAX_BOX_FRACTION = 0.1  # paper's tau: area(B) / area(I) < 0.1
 CROP_MARGIN = 0.15  # fraction of the box side added on each side of the crop
 MC_SUFFIX = "Answer with the option's letter from the given choices."
 OPEN_SUFFIX = "Answer the question using a single word or number."
+LEVELS = ("standard", "nano")  # nano: see zwz.distill.zoomworld.nano
 _GRID = (6, 4)  # panel cells (columns, rows)
 _PANEL_FILL = (247, 246, 240)
 
@@ -132,43 +133,64 @@ def _make_item(seed: int, index: int, dimension: str, mc_ratio: float, size: tup
     )
 
 
-def _check(n_items: int, image_size: tuple[int, int], mc_ratio: float, dims: Sequence[str]) -> None:
+def _level(level: str) -> tuple[tuple[int, int], tuple[str, ...], int, Callable[..., BenchItem]]:
+    """A level's default canvas, dimensions, smallest side and item maker."""
+    if level == "standard":
+        return DEFAULT_IMAGE_SIZE, DIMENSIONS, MIN_SIDE, _make_item
+    if level == "nano":
+        from zwz.distill.zoomworld import nano  # imported here: nano builds on this module's helpers
+
+        return nano.NANO_IMAGE_SIZE, nano.NANO_DIMENSIONS, nano.NANO_MIN_SIDE, nano.make_nano_item
+    raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+
+
+def _check(
+    n_items: int, image_size: tuple[int, int], mc_ratio: float, dims: Sequence[str], known: Sequence[str], min_side: int
+) -> None:
     if n_items < 0:
         raise ValueError(f"n_items must be >= 0, got {n_items}")
-    if len(image_size) != 2 or min(image_size) < MIN_SIDE:
-        raise ValueError(f"image_size must be (width, height) with both >= {MIN_SIDE}, got {image_size}")
+    if len(image_size) != 2 or min(image_size) < min_side:
+        raise ValueError(f"image_size must be (width, height) with both >= {min_side}, got {image_size}")
     if not 0.0 <= mc_ratio <= 1.0:
         raise ValueError(f"multiple_choice_ratio must be in [0, 1], got {mc_ratio}")
-    unknown = set(dims) - set(DIMENSIONS)
+    unknown = set(dims) - set(known)
     if unknown or not dims:
-        raise ValueError(f"dimensions must be a non-empty subset of {DIMENSIONS}, got {list(dims)}")
+        raise ValueError(f"dimensions must be a non-empty subset of {tuple(known)}, got {list(dims)}")
 
 
 def iter_zoomworld(
     n_items: int,
     seed: int,
     *,
-    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    image_size: tuple[int, int] | None = None,
     multiple_choice_ratio: float = 0.5,
-    dimensions: Sequence[str] = DIMENSIONS,
+    dimensions: Sequence[str] | None = None,
+    level: str = "standard",
 ) -> Iterator[BenchItem]:
     """Yield ZoomWorld items one at a time (see :func:`generate_zoomworld`)."""
-    dims = tuple(dimensions)
-    _check(n_items, image_size, multiple_choice_ratio, dims)
+    default_size, known, min_side, make = _level(level)
+    size = tuple(image_size) if image_size is not None else default_size
+    dims = tuple(dimensions) if dimensions is not None else known
+    _check(n_items, size, multiple_choice_ratio, dims, known, min_side)
     for index in range(n_items):
         # Dimensions cycle so every one appears once per len(dims) items.
-        yield _make_item(seed, index, dims[index % len(dims)], multiple_choice_ratio, tuple(image_size))
+        yield make(seed, index, dims[index % len(dims)], multiple_choice_ratio, size)
 
 
 def generate_zoomworld(
     n_items: int,
     seed: int,
     *,
-    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    image_size: tuple[int, int] | None = None,
     multiple_choice_ratio: float = 0.5,
-    dimensions: Sequence[str] = DIMENSIONS,
+    dimensions: Sequence[str] | None = None,
+    level: str = "standard",
 ) -> list[BenchItem]:
     """Generate ``n_items`` items (PIL images in memory); item ``i`` depends only on ``(seed, i)``.
+
+    ``level`` is ``"standard"`` (for real models; ``image_size`` defaults to the standard canvas, all six
+    dimensions) or ``"nano"`` (one framed panel on a 448x448 canvas, for models trained from scratch here:
+    see :mod:`zwz.distill.zoomworld.nano`). ``image_size`` and ``dimensions`` default to the level's.
 
     >>> items = generate_zoomworld(2, seed=0)
     >>> [i.dimension for i in items], items[0].load_image().size
@@ -176,7 +198,8 @@ def generate_zoomworld(
     """
     return list(
         iter_zoomworld(
-            n_items, seed, image_size=image_size, multiple_choice_ratio=multiple_choice_ratio, dimensions=dimensions
+            n_items, seed, image_size=image_size, multiple_choice_ratio=multiple_choice_ratio, dimensions=dimensions,
+            level=level,
         )
     )
 
@@ -186,13 +209,14 @@ def write_zoomworld(
     n_items: int,
     seed: int,
     *,
-    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    image_size: tuple[int, int] | None = None,
     multiple_choice_ratio: float = 0.5,
-    dimensions: Sequence[str] = DIMENSIONS,
+    dimensions: Sequence[str] | None = None,
+    level: str = "standard",
 ) -> Path:
     """Write ``images/<id>.png``, ``crops/<id>.png`` and ``items.jsonl`` (paths relative) under ``out_dir``.
 
-    The layout is what :func:`zwz.distill.benchmark.load_benchmark` reads. Returns the JSONL path.
+    The layout is what :func:`zwz.distill.benchmark.load_benchmark` reads (either level). Returns the JSONL path.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -200,7 +224,8 @@ def write_zoomworld(
     jsonl = out / "items.jsonl"
     with jsonl.open("w", encoding="utf-8") as fh:
         for item in iter_zoomworld(
-            n_items, seed, image_size=image_size, multiple_choice_ratio=multiple_choice_ratio, dimensions=dimensions
+            n_items, seed, image_size=image_size, multiple_choice_ratio=multiple_choice_ratio, dimensions=dimensions,
+            level=level,
         ):
             image_rel, crop_rel = f"images/{item.id}.png", f"crops/{item.id}.png"
             item.load_image().save(out / image_rel, format="PNG")
@@ -214,5 +239,5 @@ def write_zoomworld(
                 "meta": item.meta,
             }  # fmt: skip
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    logger.info("wrote %d ZoomWorld items to %s", n_items, out)
+    logger.info("wrote %d ZoomWorld items (%s level) to %s", n_items, level, out)
     return jsonl
