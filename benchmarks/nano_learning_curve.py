@@ -233,15 +233,16 @@ def trl_speed(args: argparse.Namespace) -> None:
 
 def table(paths: list[str]) -> str:
     """A markdown table of the runs' evaluations: accuracy (global / regional, MC / open) against minutes."""
-    lines = ["| setting | min | steps | items | global MC | global open | regional MC | regional open | per dimension (open, the trained view) |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    head = "| setting | min | steps | items | global MC | global open | regional MC | regional open |"
+    lines = [head + " per dimension (open, the trained view) |", "|---|---|---|---|---|---|---|---|---|"]
     for path in paths:
         rows = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
         meta = rows[0]["meta"]
         view = "regional" if meta["args"]["view"] == "regional" else "global"
         for r in (r for r in rows if "minutes" in r and (r["step"] > 0 or meta["args"].get("init"))):
             dims = ", ".join(f"{k.split('_')[-1]} {v:.0%}" for k, v in r.items() if k.startswith(f"{view}_open_"))
-            cells = [f"{r[k]:.0%}" if k in r else "-" for k in ("global_mc", "global_open", "regional_mc", "regional_open")]
+            keys = ("global_mc", "global_open", "regional_mc", "regional_open")
+            cells = [f"{r[k]:.0%}" if k in r else "-" for k in keys]
             lines.append(f"| {meta['setting']} | {r['minutes']:.1f} | {r['step']} | {r['items_seen']} | "
                          + " | ".join(cells) + f" | {dims} |")  # fmt: skip
     return "\n".join(lines)
