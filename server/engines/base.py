@@ -7,7 +7,7 @@ beyond generating is declared on it (``attention_maps``), never probed with ``ha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -121,6 +121,31 @@ class AttentionMapper(Protocol):
         ...
 
 
+class ClosingStream:
+    """``items`` as an async iterator whose ``aclose`` also runs ``on_close``, whether it was read or not.
+
+    An async generator closed before its first ``__anext__`` never runs its ``finally`` (a client that leaves
+    before the first byte closes the stream unstarted), so cancelling there alone would let the request decode
+    on to its token limit for nobody.
+    """
+
+    def __init__(self, items: AsyncGenerator[Any, None], on_close: Callable[[], Awaitable[None]]) -> None:
+        self._items = items
+        self._on_close = on_close
+
+    def __aiter__(self) -> ClosingStream:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._items.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._items.aclose()
+        finally:
+            await self._on_close()
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What the server needs from a backend."""
@@ -145,7 +170,7 @@ class Engine(Protocol):
 
         Client errors (``InvalidRequestError``) and a full queue (``EngineOverloadedError``) raise here,
         before any chunk, so the server can still answer with a plain JSON error. Closing the returned
-        iterator early cancels the request.
+        iterator early cancels the request, even when it was never read (see :class:`ClosingStream`).
         """
         ...
 

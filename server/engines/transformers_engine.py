@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from zwz.analytics.attention import capture
 from zwz.analytics.attention.relative_attention import RelativeAttention
 from zwz.server.engines.base import (
     AttentionOptions,
+    ClosingStream,
     EngineInfo,
     EngineOverloadedError,
     GenerationChunk,
@@ -84,6 +85,14 @@ class _Job:
     pending_text: list[str] = field(default_factory=list)  # held until the end when not streaming
     hold_final: bool = False  # keep the last chunk until the attention map is attached
     held: GenerationChunk | None = None
+
+    def cancel(self) -> None:
+        """Stop decoding this row (its consumer went away or finished; a no-op on a finished row)."""
+        self.cancelled = True
+        self.state.cancelled = True
+
+    async def close(self) -> None:
+        self.cancel()
 
     def send(self, chunk: GenerationChunk) -> None:
         if self.hold_final and chunk.finish_reason is not None:
@@ -191,9 +200,10 @@ class TransformersEngine:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             raise EngineOverloadedError("the server is at capacity; retry later", code="queue_full") from None
-        return self._stream(job)
+        return ClosingStream(self._stream(job), job.close)
 
-    async def _stream(self, job: _Job) -> AsyncIterator[GenerationChunk]:
+    @staticmethod
+    async def _stream(job: _Job) -> AsyncGenerator[GenerationChunk, None]:
         try:
             while True:
                 item = await job.queue.get()
@@ -203,9 +213,7 @@ class TransformersEngine:
                 if item.finish_reason is not None:
                     return
         finally:
-            # The consumer went away (client disconnect) or finished: stop decoding this row.
-            job.cancelled = True
-            job.state.cancelled = True
+            job.cancel()  # read to its end or dropped mid-way (ClosingStream covers the unread case)
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Chat template + tokenization + image preprocessing for one request (runs in a worker thread)."""
@@ -235,6 +243,7 @@ class TransformersEngine:
             batch = [first]
             while len(batch) < self.settings.max_batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self.cancelled_rows += sum(job.cancelled for job in batch)  # left while queued: never decoded
             batch = [job for job in batch if not job.cancelled]
             # A job that wants an attention map captures its prefill, so it runs in a batch of its own.
             plain = [job for job in batch if job.attention is None]

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from zwz.server.engines.base import AttentionOptions, ChatMessage, Engine, GenerationChunk, GenerationRequest, SamplingParams
+from zwz.server.engines.base import (
+    AttentionOptions, ChatMessage, ClosingStream, Engine, GenerationChunk, GenerationRequest, SamplingParams,
+)
 from zwz.server.api.errors import APIError, as_api_error, error_body
 from zwz.server.serving.media import MediaPolicy, load_image
 from zwz.server.metrics import ServerMetrics
@@ -74,7 +76,9 @@ class ChatService:
         parse_tools = bool(request.tools) and request.tool_choice != "none"
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return self._sse(request.model, chunks, started, include_usage, mapping, parse_tools)
+            # Closing the body must stop the engine's request even when no event was ever read.
+            return ClosingStream(self._sse(request.model, chunks, started, include_usage, mapping, parse_tools),
+                                 chunks.aclose)  # type: ignore[attr-defined]
         return await self._collect(request.model, chunks, started, mapping, parse_tools)
 
     async def _create_zoom_mode(self, request: ChatCompletionRequest, started: float):

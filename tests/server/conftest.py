@@ -24,6 +24,7 @@ class ScriptedEngine:
                                device="cpu", dtype="float32", random_weights=False)
         self.batch_listeners: list[Callable[[int], None]] = []
         self.requests: list[GenerationRequest] = []
+        self.streams: list = []  # the chunk streams it returned, to check they were closed
         self._queue_depth = queue_depth
 
     @property
@@ -46,7 +47,8 @@ class ScriptedEngine:
                 yield GenerationChunk(text=ch, token_ids=[i], prompt_tokens=10, completion_tokens=i + 1)
             yield GenerationChunk(finish_reason="stop", prompt_tokens=10, completion_tokens=len(self.script) + 1)
 
-        return chunks()
+        self.streams.append(chunks())
+        return self.streams[-1]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""A streamed chat request leaves the in-flight gauge however its client goes: even before the first byte."""
+"""A streamed chat request leaves the in-flight gauge, and closes its engine stream, however its client goes: even
+before the first byte."""
 
 from __future__ import annotations
 
@@ -43,11 +44,14 @@ async def call_leaving_before_the_first_byte(app, spec_version: str) -> None:
 
 @pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
 def test_a_client_gone_before_the_first_byte_leaves_no_request_in_flight(scripted_engine, spec_version):
-    app = create_app(ServerSettings(served_model_name="scripted"), scripted_engine("abc"))
+    engine = scripted_engine("abc")
+    app = create_app(ServerSettings(served_model_name="scripted"), engine)
 
     async def scenario():
         await call_leaving_before_the_first_byte(app, spec_version)
         assert in_flight(app) == 0
+        # the engine's stream was closed though never read: an engine stops decoding the row then
+        assert engine.streams[-1].ag_frame is None  # a closed async generator has no frame left
         # and the app still answers a whole stream
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -157,3 +157,19 @@ def test_vllm_refuses_a_bad_row_before_its_engine_core(tiny_models):
             await engine.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_stream_closed_unread_stops_its_row(transformers_engine, until):
+    """The server closes a stream it never read when the client left before the first byte: the row must stop
+    (dropped from the queue or cancelled in its batch), not decode to ``max_tokens`` for nobody."""
+    engine, loop = transformers_engine
+
+    async def scenario():
+        before = engine.cancelled_rows
+        stream = await engine.submit(request("Describe a red car.", stream=True, max_tokens=2000))
+        await stream.aclose()
+        await until(lambda: engine.cancelled_rows == before + 1, "the unread row stopping", 60)
+        text, _, finish, count = await collect(await engine.submit(request("Describe a red car.", stream=False)))
+        assert (finish, count) == ("length", 10) and text
+
+    loop.run_until_complete(scenario())
