@@ -1,7 +1,7 @@
 """The ``zwz`` command: one subcommand per job.
 
     zwz serve [--model DIR]          # OpenAI-compatible server (embedded tiny default without --model)
-    zwz make-model --family qwen3_vl --out DIR
+    zwz make-model --family qwen3_vl --out DIR      # --preset nano: the model `zwz train nano` trains
     zwz eval --base-url URL --zoomworld 120 --modes single regional agent attention_zoom --out DIR
     zwz bench --base-url URL --zoomworld 24 --modes single agent --users 1 2 4 --duration 30 --out DIR
     zwz distill --images DIR --annotations items.jsonl --teacher URL=MODEL --student URL=MODEL --out DIR
@@ -21,17 +21,24 @@ import sys
 
 
 def _register_make_model(subparsers) -> None:
+    from zwz.tiny_models import PRESETS
+
     p = subparsers.add_parser("make-model", help="build a tiny random Qwen-VL checkpoint, offline")
-    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen3_vl")
+    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default=None,
+                   help="default qwen3_vl, or the preset's family")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="sizes: nano (the 6.7M model `zwz train nano` trains) or a real model's shape with random "
+                        "weights (default: the tiny test model)")
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_make_model)
 
 
 def _make_model(args: argparse.Namespace) -> int:
-    from zwz.tiny_models import build_tiny_model
+    from zwz.tiny_models import PRESET_FAMILIES, build_tiny_model
 
-    out = build_tiny_model(args.family, args.out, seed=args.seed)
+    family = args.family or (PRESET_FAMILIES[args.preset] if args.preset else "qwen3_vl")
+    out = build_tiny_model(family, args.out, seed=args.seed, preset=args.preset)
     print(out)
     return 0
 

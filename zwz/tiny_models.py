@@ -1,6 +1,7 @@
 """Tiny random Qwen2.5-VL / Qwen3-VL checkpoints, built fully offline.
 
     zwz make-model --family qwen3_vl --out ./tiny-qwen3-vl
+    zwz make-model --preset nano --out ./nano-qwen3-vl      # the size `zwz train nano` trains from scratch
 
 No weights can be downloaded here, yet tests and the embedded default need real model folders that both
 transformers and vLLM load. This builds them from configs: a byte-level BPE tokenizer trained locally on a
@@ -86,8 +87,19 @@ class TinySpec:
     vision_deepstack_layers: tuple[int, ...] = (0,)  # Qwen3-VL
 
 
-# Real models' shapes, for timing and memory runs with random weights (the weights do not change speed).
+# The nano model `zwz train nano` trains from scratch (docs/nano-learning-curves.md): vision 128 wide x 4 blocks
+# (2 heads of 64, deepstack at blocks 1 and 3), text 256 wide x 4 layers (4 heads of 64, 2 KV heads), 6.67M
+# parameters; head dims >= 32, so vLLM's CPU attention takes it.
+NANO_SPEC = TinySpec(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+                     num_key_value_heads=2, vision_depth=4, vision_hidden_size=128, vision_intermediate_size=512,
+                     vision_heads=2, vision_deepstack_layers=(1, 3))
+# preset -> the family it is built as (the real-size presets say theirs in their names).
+PRESET_FAMILIES: dict[str, Family] = {"nano": "qwen3_vl", "qwen2_5_vl_7b": "qwen2_5_vl", "qwen3_vl_8b": "qwen3_vl"}
+
+# `nano`, then real models' shapes, for timing and memory runs with random weights (the weights do not change
+# speed).
 PRESETS: dict[str, TinySpec] = {
+    "nano": NANO_SPEC,
     "qwen2_5_vl_7b": TinySpec(
         vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
         num_key_value_heads=4, vision_depth=32, vision_hidden_size=1280, vision_intermediate_size=3420,
@@ -231,9 +243,12 @@ def _image_processor(family: Family):
     )
 
 
-def build_tiny_model(family: Family, out_dir: str | Path, *, seed: int = 0, spec: TinySpec | None = None) -> Path:
+def build_tiny_model(family: Family, out_dir: str | Path, *, seed: int = 0, spec: TinySpec | None = None,
+                     preset: str | None = None) -> Path:
     """Build a tiny random checkpoint folder for ``family`` at ``out_dir`` and return its path.
 
+    ``preset`` (a key of :data:`PRESETS`, e.g. ``"nano"``) gives the sizes instead of ``spec`` and is recorded
+    in the marker file; without either, the default tiny test model is built (unchanged by the presets).
     The folder is written to a temporary sibling and renamed into place, so a crash never leaves a
     half-written model that a later run would load.
     """
@@ -245,6 +260,14 @@ def build_tiny_model(family: Family, out_dir: str | Path, *, seed: int = 0, spec
     compat.install()
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if preset is not None:
+        if spec is not None:
+            raise ValueError("give a preset or a spec, not both")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+        if PRESET_FAMILIES[preset] != family:
+            raise ValueError(f"preset {preset!r} is a {PRESET_FAMILIES[preset]} model, not {family}")
+        spec = PRESETS[preset]
     spec = spec or TinySpec()
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,10 +299,11 @@ def build_tiny_model(family: Family, out_dir: str | Path, *, seed: int = 0, spec
         processor.save_pretrained(tmp)
         _normalise_saved_files(tmp)
         n_params = sum(p.numel() for p in model.parameters())
-        (tmp / TINY_MARKER).write_text(
-            json.dumps({"family": family, "seed": seed, "random_weights": True, "parameters": n_params,
-                        "format": TINY_FORMAT}, indent=2) + "\n"
-        )
+        marker = {"family": family, "seed": seed, "random_weights": True, "parameters": n_params,
+                  "format": TINY_FORMAT}
+        if preset is not None:  # only then: the default build's marker stays byte-identical
+            marker["preset"] = preset
+        (tmp / TINY_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
