@@ -33,7 +33,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MC_TARGETS",
     "VARIANTS",
+    "VIEWS",
     "TrainingRecord",
     "read_records",
     "record_id",
@@ -46,6 +48,8 @@ __all__ = [
 # The grounding variants the paper compares (Table 6); bbox_in_image is the method, the rest are ablations.
 VARIANTS = ("bbox_in_image", "bbox_in_question", "no_box", "direct")
 IMAGE_TAG = "<image>"  # verl expands one tag per entry of ``images``
+VIEWS = ("global", "regional")  # a benchmark item's full image, or its evidence crop
+MC_TARGETS = ("letter", "text")  # a multiple-choice answer as the option's letter, or its text
 
 
 @dataclass
@@ -267,26 +271,39 @@ def _encoded(source: Any) -> bytes:
     return buf.getvalue()
 
 
-def _from_benchmark(path: Path) -> list[TrainingRecord]:
+def _from_benchmark(path: Path, view: str, mc_target: str) -> list[TrainingRecord]:
     from zwz.distill.benchmark import load_benchmark
 
     records = []
     for item in load_benchmark(path):
+        if view == "regional" and item.crop_image is None:
+            raise ValueError(f"{path}: item {item.id} has no crop_image, which view 'regional' trains on")
+        image = item.crop_image if view == "regional" else item.image
+        box = [float(v) for v in item.bbox] if item.bbox and view == "global" else None  # a crop has no box of I
         records.append(TrainingRecord(
-            item_id=item.id, images=[_encoded(item.image)], question=item.prompt, answer=item.answer,
-            dimension=item.dimension, options=item.options,
-            box=[float(v) for v in item.bbox] if item.bbox else None, variant="no_box", data_source="benchmark",
-            extra={"multiple_choice": item.multiple_choice},
+            item_id=item.id, images=[_encoded(image)], question=item.prompt,
+            answer=item.answer_text if mc_target == "text" else item.answer,
+            dimension=item.dimension, options=item.options, box=box, variant="no_box", data_source="benchmark",
+            extra={"multiple_choice": item.multiple_choice, "view": view},
         ))  # fmt: skip
     return records
 
 
-def read_records(path: str | Path) -> list[TrainingRecord]:
+def read_records(path: str | Path, *, view: str = "global", mc_target: str = "letter") -> list[TrainingRecord]:
     """Read records back from either parquet layout (exact round trip), or from any ZoomBench-format benchmark.
 
     A parquet with ``reward_model`` is verl's layout, one with ``completion`` is TRL's; anything else (a
     benchmark parquet, JSONL, JSON or folder) goes through :func:`zwz.distill.benchmark.load_benchmark`.
+    For a benchmark, ``view`` picks the image: ``"global"`` (the full image) or ``"regional"`` (its evidence
+    crop, the teacher's view in R2I), and ``mc_target`` a multiple-choice item's answer: ``"letter"`` (as the
+    benchmark states it) or ``"text"`` (the chosen option's text, which the scorer takes too and which a model
+    trained from scratch learns far sooner: docs/nano-learning-curves.md). Distill's parquet holds one view
+    and its own answers, so only the defaults apply to it.
     """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    if mc_target not in MC_TARGETS:
+        raise ValueError(f"mc_target must be one of {MC_TARGETS}, got {mc_target!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no training data at {path}")
@@ -294,10 +311,13 @@ def read_records(path: str | Path) -> list[TrainingRecord]:
         _, pq = _pa()
         names = set(pq.read_schema(path).names)
         if "reward_model" in names or "completion" in names:
+            if (view, mc_target) != ("global", "letter"):
+                raise ValueError(f"{path} is distill's training parquet: view 'regional' and mc_target 'text' "
+                                 "apply to ZoomBench-format benchmarks (with crops) only")
             convert = _from_rl if "reward_model" in names else _from_trl
             records = []
             for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
                 records.extend(convert(row, path) for row in batch.to_pylist())
             logger.info("read %d records from %s", len(records), path)
             return records
-    return _from_benchmark(path)
+    return _from_benchmark(path, view, mc_target)

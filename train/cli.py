@@ -31,6 +31,10 @@ def _add_data_model(p: argparse.ArgumentParser) -> None:
 
 def _add_trl_common(p: argparse.ArgumentParser) -> None:
     _add_data_model(p)
+    p.add_argument("--view", choices=["global", "regional"], default="global",
+                   help="a benchmark's full images, or regional: its evidence crops (a teacher trained on crops)")
+    p.add_argument("--mc-target", choices=["letter", "text"], default="letter",
+                   help="a benchmark's multiple-choice answers as the letter, or text: the option's text")
     p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: --epochs over the data)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=None,
@@ -112,7 +116,7 @@ def _run_trl(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, lr_scheduler=args.lr_scheduler,
         warmup_steps=int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps, save_steps=args.save_steps, save_total_limit=args.save_total_limit,
         logging_steps=args.logging_steps, max_pixels=args.max_pixels, min_pixels=args.min_pixels,
-        seed=args.seed, limit=args.limit, device=args.device, gradient_checkpointing=args.gradient_checkpointing,
+        seed=args.seed, limit=args.limit, view=args.view, mc_target=args.mc_target, device=args.device, gradient_checkpointing=args.gradient_checkpointing,
         progress=not args.no_progress,
     )
     if args.method == "sft":

@@ -64,14 +64,16 @@ def records_to_dataset(records: list) -> Any:
     return Dataset.from_list(rows, features=_features())
 
 
-def load_trl_dataset(path: str | Path, *, limit: int | None = None) -> Any:
+def load_trl_dataset(path: str | Path, *, limit: int | None = None, view: str = "global",
+                     mc_target: str = "letter") -> Any:
     """Read ``path`` (either parquet layout of ``zwz.distill.training_data``, or a benchmark) as a TRL dataset.
 
-    ``limit`` keeps the first N records (quick runs).
+    ``limit`` keeps the first N records (quick runs); ``view`` ("regional": a benchmark's crops) and
+    ``mc_target`` ("text": option text as the answer) are :func:`~zwz.distill.training_data.read_records`'.
     """
     from zwz.distill.training_data import read_records
 
-    records = read_records(path)
+    records = read_records(path, view=view, mc_target=mc_target)
     if limit is not None:
         records = records[:limit]
     logger.info("training on %d records from %s", len(records), path)

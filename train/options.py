@@ -51,6 +51,8 @@ class TrainOptions:
     min_pixels: int | None = None
     seed: int = 42
     limit: int | None = None
+    view: str = "global"  # a benchmark's full images, or "regional": its evidence crops (a teacher's view)
+    mc_target: str = "letter"  # a benchmark's MC answers as letters, or "text": the option's text
     device: str = "auto"
     gradient_checkpointing: bool | None = None  # None: on for real models, off for the tiny ones
     progress: bool = True
@@ -82,5 +84,9 @@ class TrainOptions:
             raise ValueError("num_generations must be >= 2 (GRPO's advantages need a group)")
         if (self.min_pixels is not None and self.max_pixels is not None) and self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels {self.min_pixels} > max_pixels {self.max_pixels}")
+        if self.view not in ("global", "regional"):
+            raise ValueError(f"view must be global or regional, got {self.view!r}")
+        if self.mc_target not in ("letter", "text"):
+            raise ValueError(f"mc_target must be letter or text, got {self.mc_target!r}")
         if bool(self.judge_url) != bool(self.judge_model):
             raise ValueError("--judge-url and --judge-model go together")

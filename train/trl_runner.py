@@ -187,7 +187,7 @@ def run_training(opts: TrainOptions) -> Path:
             shutil.copy2(Path(opts.model) / TINY_MARKER, final / TINY_MARKER)
         return final
 
-    dataset = load_trl_dataset(opts.data, limit=opts.limit)
+    dataset = load_trl_dataset(opts.data, limit=opts.limit, view=opts.view, mc_target=opts.mc_target)
     processor = AutoProcessor.from_pretrained(opts.model, local_files_only=True)
     apply_pixel_budget(processor, opts.min_pixels, opts.max_pixels)
     model = AutoModelForImageTextToText.from_pretrained(opts.model, dtype=pick_dtype("auto", device),
