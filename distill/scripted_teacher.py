@@ -9,7 +9,13 @@ barely move a 12 px thumbnail) and answers from the scene's ground truth. The mo
 - ``malformed``: question-generation replies that are not JSON; otherwise an oracle;
 - ``flaky``: HTTP 500 on the first try of every distinct request, then an oracle (exercises retries);
 - ``down``: always HTTP 503;
-- ``student``: right only on counting and OCR panels (the difficulty filter drops those).
+- ``student``: right only on counting and OCR panels (the difficulty filter drops those);
+- ``judge``: a strict stand-in for the LLM judge (App. 10 prompt): ``\\boxed{Yes}`` only when the response
+  equals the answer after normalisation. ZoomWorld's answers are single words of a closed vocabulary, so an
+  answer the rules do not match is wrong; this makes ``zwz eval``, the GRPO reward and the difficulty filter
+  decide every item (``zwz train nano`` uses it).
+
+Crops of either level are recognised (checked on 200 nano crops at zoom 1 and 2: all found, the right panel).
 
     app = scripted_teacher_app("zoomworld/items.jsonl", latency=0.2)
     uvicorn.run(app, host="127.0.0.1", port=8011)
@@ -122,6 +128,25 @@ def _reply(body: dict[str, Any], text: str, prompt: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+_JUDGE_LINES = re.compile(r"^The answer is: (.*)\nThe response is: (.*?)\nPlease check", re.S | re.M)
+
+
+def _strict_verdict(prompt: str) -> str:
+    """The judge prompt's verdict by normalised equality of the answer and the response.
+
+    >>> from zwz.scoring.judge import format_judge_prompt
+    >>> _strict_verdict(format_judge_prompt("What color?", "red", "Red.")), _strict_verdict(format_judge_prompt("?", "red", "blue"))
+    ('\\\\boxed{Yes}', '\\\\boxed{No}')
+    """
+    from zwz.scoring import normalize_text
+
+    found = _JUDGE_LINES.search(prompt)
+    if found is None:
+        return "I cannot tell."  # not the judge prompt: an unparseable verdict, as a confused judge would give
+    same = normalize_text(found.group(1)) == normalize_text(found.group(2))
+    return "\\boxed{Yes}" if same else "\\boxed{No}"
+
+
 class _Script:
     def __init__(self, scenes: _Scenes) -> None:
         self.scenes = scenes
@@ -147,6 +172,8 @@ class _Script:
         return self.scenes.panel_by_label(images[0].item, text)
 
     def answer(self, behaviour: str, images: list[_Seen], text: str, seed: int) -> str:
+        if behaviour == "judge":
+            return _strict_verdict(text)
         if "generating Visual Question Answering" in text:
             if behaviour == "malformed":
                 return "Sure! Here are three questions: [{question: 'How many?'},"
@@ -198,7 +225,7 @@ def scripted_teacher_app(items_jsonl: str | Path, *, latency: float = 0.0) -> Fa
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        names = ("oracle", "liar", "malformed", "flaky", "down", "student")
+        names = ("oracle", "liar", "malformed", "flaky", "down", "student", "judge")
         return {"object": "list", "data": [{"id": n, "object": "model"} for n in names]}
 
     return app
