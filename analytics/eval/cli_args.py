@@ -23,11 +23,14 @@ from zwz.analytics.eval.runner import EvalSettings
 from zwz.defaults import (AGENT_FIXED_TURNS, AGENT_MAX_TOKENS, AGENT_MAX_TURNS, ANSWER_MAX_TOKENS, MODES,
                           REQUEST_TIMEOUT_S, ZOOMWORLD_SEED, ZOOMWORLD_SIZE, canonical_modes)
 from zwz.distill.benchmark import BenchItem, load_benchmark
+from zwz.distill.zoomworld import LEVELS as ZOOMWORLD_LEVELS
+from zwz.distill.zoomworld import NANO_IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_common_arguments", "add_settings_arguments", "check_common_arguments", "endpoint_url", "load_items",
-           "parse_image_size", "parse_modes", "quiet_http_logs", "settings_from_args"]
+__all__ = ["LevelDefaultSize", "add_common_arguments", "add_settings_arguments", "check_common_arguments",
+           "endpoint_url", "load_items", "parse_image_size", "parse_modes", "quiet_http_logs", "settings_from_args",
+           "zoomworld_size"]
 
 # EvalSettings field -> the flag's name without its prefix.
 _SETTINGS_FLAGS = {"max_tokens": "max-tokens", "temperature": "temperature", "max_pixels": "max-pixels",
@@ -46,6 +49,27 @@ def parse_image_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
     return width, height
+
+
+_LEVEL_SIZES = {"standard": ZOOMWORLD_SIZE, "nano": tuple(NANO_IMAGE_SIZE)}  # each ZoomWorld level's canvas
+
+
+class LevelDefaultSize(tuple):
+    """``--zoomworld-size``'s default: the standard canvas as parsed, replaced by the level's own canvas
+    (:func:`check_common_arguments`) when ``--zoomworld-level`` names another level and no size was given."""
+
+
+def zoomworld_size(args: argparse.Namespace) -> tuple[int, int]:
+    """The ZoomWorld canvas of parsed arguments: ``--zoomworld-size``, else the level's default.
+
+    >>> zoomworld_size(argparse.Namespace(zoomworld_size=LevelDefaultSize(ZOOMWORLD_SIZE), zoomworld_level="nano"))
+    (448, 448)
+    >>> zoomworld_size(argparse.Namespace(zoomworld_size=(640, 480), zoomworld_level="nano"))
+    (640, 480)
+    """
+    if isinstance(args.zoomworld_size, LevelDefaultSize):
+        return _LEVEL_SIZES[args.zoomworld_level]
+    return tuple(args.zoomworld_size)
 
 
 def parse_modes(names: list[str]) -> list[str]:
@@ -102,8 +126,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, verb: str, default_
     data.add_argument("--benchmark", help="ZoomBench-format parquet / JSONL / JSON file or folder")
     data.add_argument("--zoomworld", type=int, metavar="N", help="generate (and cache under --out) N ZoomWorld items")
     parser.add_argument("--seed", type=int, default=ZOOMWORLD_SEED, help="ZoomWorld seed")
-    parser.add_argument("--zoomworld-size", type=parse_image_size, default=ZOOMWORLD_SIZE, metavar="WxH",
-                        help=f"ZoomWorld image size (default {ZOOMWORLD_SIZE[0]}x{ZOOMWORLD_SIZE[1]})")
+    parser.add_argument("--zoomworld-level", choices=ZOOMWORLD_LEVELS, default="standard",
+                        help="ZoomWorld level: standard (for real models) or nano (one framed panel on a 448x448 "
+                             "canvas, for models trained from scratch here; zwz.distill.zoomworld.nano)")
+    parser.add_argument("--zoomworld-size", type=parse_image_size, default=LevelDefaultSize(ZOOMWORLD_SIZE),
+                        metavar="WxH", help="ZoomWorld image size (default: the level's, " + ", ".join(
+                            f"{w}x{h} for {level}" for level, (w, h) in _LEVEL_SIZES.items()) + ")")
     parser.add_argument("--limit", type=int, default=None, help="only the first N items")
     parser.add_argument("--modes", nargs="+", default=list(default_modes), metavar="MODE",
                         help=f"of {', '.join(MODES)} (default: {' '.join(default_modes)}; the old spellings "
@@ -122,6 +150,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, verb: str, default_
 def check_common_arguments(args: argparse.Namespace) -> None:
     """Canonical ``args.modes``, and :class:`EvalError` (one line) for what no run can start with."""
     args.modes = parse_modes(args.modes)
+    args.zoomworld_size = zoomworld_size(args)
     if bool(args.judge_url) != bool(args.judge_model):
         raise EvalError("--judge-url and --judge-model go together")
     if args.limit is not None and args.limit < 1 or args.zoomworld is not None and args.zoomworld < 1:
@@ -151,14 +180,19 @@ def load_items(args: argparse.Namespace, out: Path) -> tuple[list[BenchItem], st
     if args.zoomworld is not None:
         from zwz.distill.zoomworld import write_zoomworld
 
-        folder, size = out / "zoomworld", tuple(args.zoomworld_size)
+        folder, size, level = out / "zoomworld", zoomworld_size(args), args.zoomworld_level
         spec = {"n": args.zoomworld, "seed": args.seed, "size": list(size)}
+        if level != "standard":  # a standard-level spec reads as it did before the levels (its cache stays valid)
+            spec["level"] = level
         spec_path = folder / "spec.json"
         if not (spec_path.exists() and json.loads(spec_path.read_text()) == spec and (folder / "items.jsonl").exists()):
-            logger.info("generating %d ZoomWorld items (seed %d) under %s", args.zoomworld, args.seed, folder)
-            write_zoomworld(folder, args.zoomworld, args.seed, image_size=size)
+            logger.info("generating %d ZoomWorld items (%s level, seed %d) under %s", args.zoomworld, level,
+                        args.seed, folder)
+            write_zoomworld(folder, args.zoomworld, args.seed, image_size=size, level=level)
             spec_path.write_text(json.dumps(spec) + "\n")
-        items, name = load_benchmark(folder), f"zoomworld(seed={args.seed}, size={size[0]}x{size[1]})"
+        level_text = "" if level == "standard" else f"level={level}, "
+        items = load_benchmark(folder)
+        name = f"zoomworld({level_text}seed={args.seed}, size={size[0]}x{size[1]})"
     else:
         items, name = load_benchmark(args.benchmark), str(Path(args.benchmark).resolve())
     return (items[: args.limit] if args.limit is not None else items), name

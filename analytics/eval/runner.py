@@ -70,6 +70,8 @@ class EvalSettings:
         return body
 
     def fingerprint(self, mode: str) -> dict[str, Any]:
+        if mode == "coverage":  # the coverage pass (coverage_pass.py): one attention map, no sampling
+            return {"max_pixels": self.max_pixels}
         keys = ["max_tokens", "temperature", "max_pixels"]
         if mode == "agent":
             keys = ["agent_max_tokens", "temperature", "max_pixels", "agent_max_turns", "agent_fixed_turns",

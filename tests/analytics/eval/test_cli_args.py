@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import doctest
+import json
 import logging
 
 import pytest
 
 import zwz.analytics.eval.cli_args as cli_args
-from zwz.analytics.eval.cli_args import add_settings_arguments, parse_modes, settings_from_args
+from zwz.analytics.eval.cli_args import (add_settings_arguments, check_common_arguments, load_items, parse_modes,
+                                         settings_from_args)
 from zwz.analytics.eval.runner import EvalSettings
 from zwz.cli import build_parser, main
 from zwz.defaults import AGENT_MAX_TURNS, MODES, ZOOMWORLD_SIZE
+from zwz.distill.zoomworld import NANO_IMAGE_SIZE
 
 
 def test_doctests():
@@ -63,3 +66,34 @@ def test_endpoint_url_without_serve_is_the_base_url(tmp_path):
     with endpoint_url(args, tmp_path) as url:
         assert url == "http://h:1"
     assert not (tmp_path / "server.log").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("command", ["eval", "bench"])
+def test_the_zoomworld_level_sets_the_default_size(command):
+    base = [command, "--base-url", "http://h:1", "--zoomworld", "2", "--out", "o"]
+    args = build_parser().parse_args(base)
+    check_common_arguments(args)
+    assert args.zoomworld_level == "standard" and args.zoomworld_size == ZOOMWORLD_SIZE
+    args = build_parser().parse_args([*base, "--zoomworld-level", "nano"])
+    check_common_arguments(args)
+    assert args.zoomworld_size == NANO_IMAGE_SIZE == (448, 448)
+    args = build_parser().parse_args([*base, "--zoomworld-level", "nano", "--zoomworld-size", "512x384"])
+    check_common_arguments(args)
+    assert args.zoomworld_size == (512, 384)
+
+
+def test_load_items_generates_the_level_once(tmp_path, caplog):
+    args = build_parser().parse_args(["eval", "--base-url", "http://h:1", "--zoomworld", "3", "--zoomworld-level",
+                                      "nano", "--out", str(tmp_path)])
+    check_common_arguments(args)
+    items, name = load_items(args, tmp_path)
+    assert name == "zoomworld(level=nano, seed=0, size=448x448)"
+    assert [i.id for i in items] == ["zwn0-00000", "zwn0-00001", "zwn0-00002"]
+    assert items[0].load_image().size == (448, 448) and items[0].bbox is not None
+    assert json.loads((tmp_path / "zoomworld" / "spec.json").read_text())["level"] == "nano"
+    with caplog.at_level(logging.INFO):
+        load_items(args, tmp_path)  # cached: not generated again
+    assert not any("generating" in r.getMessage() for r in caplog.records)
+    args.zoomworld_level, args.zoomworld_size = "standard", (1024, 1024)  # another level: generated afresh
+    items, name = load_items(args, tmp_path)
+    assert name == "zoomworld(seed=0, size=1024x1024)" and items[0].id == "zw0-00000"

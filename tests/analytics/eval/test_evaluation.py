@@ -326,3 +326,39 @@ def test_a_run_written_with_the_old_mode_names_resumes(server, run_app, tmp_path
     assert list(report["modes"]) == ["single"] and report["modes"]["single"]["accuracy"] == 1.0
     run = json.loads((tmp_path / "run.json").read_text())
     assert list(run["modes"]) == ["single"]
+
+
+def test_eval_nano_level_with_coverage(server, run_app, tmp_path, capsys):
+    """``--zoomworld-level nano --coverage``: the attention map of every item's question with its evidence box;
+    coverage beside the box's area share in the report; a rerun asks nothing again."""
+    out = tmp_path / "nano"
+    proxy = counting_proxy(server)
+    with run_app(proxy) as url:
+        argv = ["eval", "--base-url", url, "--model", MODEL, "--zoomworld", "8", "--zoomworld-level", "nano",
+                "--coverage", "--modes", "single", "regional", "--out", str(out), "--max-tokens", "4",
+                "--max-pixels", str(256 * 256), "--concurrency", "2", "--warmup", "0", "--no-progress"]
+        assert main(argv) == 0
+        maps = [b for p, b in proxy.state.bodies if p == "/v1/zoom/attention" and b and "box" in b]
+        items = load_benchmark(out / "zoomworld")
+        assert len(items) == 8 and items[0].load_image().size == (448, 448)
+        assert sorted(tuple(b["box"]) for b in maps) == sorted(tuple(i.bbox) for i in items)
+        assert all(b["heatmap"] is False and b["mm_processor_kwargs"] == {"max_pixels": 256 * 256} for b in maps)
+        assert main(argv) == 0  # resumed: nothing is asked again
+        assert len([b for p, b in proxy.state.bodies if p == "/v1/zoom/attention" and b and "box" in b]) == 8
+        capsys.readouterr()
+        assert main([*argv, "--max-pixels", str(128 * 128)]) == 2  # other settings: refused, not mixed
+        assert "other settings" in capsys.readouterr().err
+        assert main(argv) == 0
+    records = read_lines(out / "coverage.jsonl")
+    assert len(records) == 8 and not any(r["error"] for r in records)
+    share = {i.id: i.meta["box_fraction"] for i in items}
+    for r in records:
+        assert 0.0 <= r["coverage"] <= 1.0 and r["area_share"] == pytest.approx(share[r["id"]], abs=1e-4)
+    report = json.loads((out / "report.json").read_text())
+    assert report["benchmark"] == "zoomworld(level=nano, seed=0, size=448x448)"
+    cov = report["coverage"]["all"]
+    assert cov["n"] == 8 and cov["coverage"]["low"] <= cov["coverage"]["estimate"] <= cov["coverage"]["high"]
+    assert cov["area_share"]["estimate"] == pytest.approx(sum(share.values()) / 8, abs=1e-4)
+    assert json.loads((out / "run.json").read_text())["coverage"] == {"max_pixels": 256 * 256}
+    assert "Relative-attention coverage of the evidence box" in (out / "report.md").read_text()
+    assert "coverage:" in capsys.readouterr().out
