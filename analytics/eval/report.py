@@ -317,6 +317,9 @@ def _coverage_markdown(cov: dict[str, Any] | None) -> list[str]:
     out += ["", "Coverage: the share of the relative-attention mass inside the evidence box; the area share is "
             "what a uniform map would give, so coverage above it means the model looks where the answer is. "
             f"Means over items, 95% normal intervals.{layer}"]
+    smallest = min([s["n"] for s in [cov["all"], *cov["by_dimension"].values()] if s["n"]], default=0)
+    if 0 < smallest < 30:
+        out += ["", f"Some rows rest on {smallest} items: below ~30 the normal interval is too narrow."]
     if cov.get("n_errors"):
         out += ["", f"{cov['n_errors']} coverage requests failed (rerun to retry them)."]
     return out
