@@ -236,4 +236,4 @@ def test_eval_judge_url_decides_what_the_rules_cannot(server, run_app, benchmark
     assert (single["accuracy"], single["n_decided"], single["n_unjudged"], single["n_errors"]) == (0.5, 2, 0, 0)
     assert single["decided_by"] == {"rule": 0, "judge": 2, "unjudged": 0}
     assert len((out / "judge_cache.jsonl").read_text().splitlines()) == 2
-    assert "accuracy 50.00% (2/2 decided, 0 unjudged, 0 errors)" in printed
+    assert "accuracy 50.0 [9.5, 90.5]% (2/2 decided, 0 unjudged, 0 errors)" in printed  # Wilson 95% interval
