@@ -4,6 +4,7 @@
     zwz train grpo  --model DIR --data out/train_rl.parquet  --out runs/grpo [--judge-url URL --judge-model M]
     zwz train verl  --model DIR --data out/train_rl.parquet  --out runs/verl --nodes 2 --gpus-per-node 8
     zwz train merge runs/grpo --out models/zwz-grpo           # or a verl .../global_step_N/actor folder
+    zwz train nano  --out runs/nano [--scale ci]              # the whole nano recipe: pools -> ... -> eval
 
 Run ``sft``/``grpo`` again with the same arguments after a crash or ``kill -9``: it resumes from the last
 complete checkpoint under ``--out``.
@@ -104,6 +105,14 @@ def register(subparsers) -> None:
                        help="python of verl's environment, for verl FSDP checkpoints (default: this one)")
     merge.add_argument("--log-level", default="info")
     merge.set_defaults(func=_run_merge)
+
+    from zwz.train import nano
+
+    recipe = sub.add_parser("nano", help="the nano recipe from scratch: pools, model, teacher, R2I distill, "
+                                         "student, eval (resumable)",
+                            description=nano.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    nano.add_arguments(recipe)
+    recipe.set_defaults(func=nano.run_from_args)
 
 
 def _run_trl(args: argparse.Namespace) -> int:
