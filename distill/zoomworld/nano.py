@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from zwz.distill.benchmark import BenchItem
 from zwz.distill.zoomworld.assets import COLORS, Box, Fact, Rng, pick, sample, wrong
 from zwz.distill.zoomworld.drawing import draw_shape, draw_text, text_size
-from zwz.distill.zoomworld.scene import CROP_MARGIN, MAX_BOX_FRACTION, _prompt, expand_box
+from zwz.distill.zoomworld.scene import _panel_annotation, evidence_item
 
 NANO_IMAGE_SIZE = (448, 448)  # 14 x 14 merged 32-px Qwen3-VL tokens
 NANO_DIMENSIONS = ("color", "structure", "counting", "ocr")
@@ -126,24 +126,6 @@ def make_nano_item(seed: int, index: int, dimension: str, mc_ratio: float, size:
     img = _background(rng, size)
     bbox = _panel_box(rng, size)
     fact = _CONTENT[dimension](img, rng, _draw_panel(img, bbox))
-    fraction = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) / (size[0] * size[1])
-    if not fraction < MAX_BOX_FRACTION:
-        raise AssertionError(f"evidence box covers {fraction:.1%} of the image (must be < {MAX_BOX_FRACTION:.0%})")
-    crop_box = expand_box(bbox, CROP_MARGIN, size)
-    prompt, answer, options = _prompt(fact, rng, multiple_choice)
-    panel = {"box": list(bbox), "label": NANO_LABEL, "dimension": dimension, "question": fact.question,
-             "answer": fact.answer, "distractors": list(fact.distractors)}  # fmt: skip
-    return BenchItem(
-        id=f"zwn{seed}-{index:05d}",
-        image=img,
-        crop_image=img.crop(crop_box),
-        prompt=prompt,
-        answer=answer,
-        dimension=dimension,
-        options=options,
-        bbox=bbox,
-        multiple_choice=multiple_choice,
-        meta={"answer_text": fact.answer, "label": NANO_LABEL, "crop_box": list(crop_box), "variant": fact.variant,
-              "box_fraction": round(fraction, 5), "seed": seed, "index": index, "level": "nano",
-              "panels": [panel]},  # fmt: skip
-    )
+    panels = [_panel_annotation(bbox, NANO_LABEL, dimension, fact)]
+    return evidence_item(f"zwn{seed}-{index:05d}", img, bbox, fact, NANO_LABEL, dimension, rng, multiple_choice,
+                         panels, seed=seed, index=index, level="nano")

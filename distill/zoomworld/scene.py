@@ -110,15 +110,23 @@ def _make_item(seed: int, index: int, dimension: str, mc_ratio: float, size: tup
     for k, (box, label) in enumerate(zip(boxes, labels)):
         dims.append(dimension if k == target else str(pick(rng, DIMENSIONS)))
         facts.append(_draw_panel(img, rng, box, label, dims[-1]))
-    fact = facts[target]
-    bbox = boxes[target]
+    panels = [_panel_annotation(*p) for p in zip(boxes, labels, dims, facts)]
+    return evidence_item(f"zw{seed}-{index:05d}", img, boxes[target], facts[target], labels[target], dimension, rng,
+                         multiple_choice, panels, seed=seed, index=index)
+
+
+def evidence_item(item_id: str, img: Image.Image, bbox: Box, fact: Fact, label: str, dimension: str, rng: Rng,
+                  multiple_choice: bool, panels: list[dict[str, object]], **meta: object) -> BenchItem:
+    """The item asking about ``fact`` in the panel at ``bbox`` of the drawn ``img`` (either level): the evidence
+    share checked, the crop, the prompt (drawn from ``rng`` last), ``meta`` (seed, index, ...) before the panels."""
+    size = img.size
     fraction = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) / (size[0] * size[1])
     if not fraction < MAX_BOX_FRACTION:
         raise AssertionError(f"evidence box covers {fraction:.1%} of the image (must be < {MAX_BOX_FRACTION:.0%})")
     crop_box = expand_box(bbox, CROP_MARGIN, size)
     prompt, answer, options = _prompt(fact, rng, multiple_choice)
     return BenchItem(
-        id=f"zw{seed}-{index:05d}",
+        id=item_id,
         image=img,
         crop_image=img.crop(crop_box),
         prompt=prompt,
@@ -127,9 +135,8 @@ def _make_item(seed: int, index: int, dimension: str, mc_ratio: float, size: tup
         options=options,
         bbox=bbox,
         multiple_choice=multiple_choice,
-        meta={"answer_text": fact.answer, "label": labels[target], "crop_box": list(crop_box), "variant": fact.variant,
-              "box_fraction": round(fraction, 5), "seed": seed, "index": index,
-              "panels": [_panel_annotation(*p) for p in zip(boxes, labels, dims, facts)]},  # fmt: skip
+        meta={"answer_text": fact.answer, "label": label, "crop_box": list(crop_box), "variant": fact.variant,
+              "box_fraction": round(fraction, 5), **meta, "panels": panels},
     )
 
 
