@@ -1,6 +1,6 @@
 """The stages of ``zwz train nano`` (see :mod:`zwz.train.nano`), each through zwz's own commands.
 
-Shared: pools, model, teacher. Per arm (an R2I variant), under ``<out>/arms/<arm>/``: distill, student, eval.
+Shared: pools, model, teacher. Per arm (an R2I variant), under ``<out>/arms/<arm>/``: distill, student, eval, card.
 With several arms, compare (``zwz eval-compare``) puts them side by side under ``<out>/compare``.
 
 Every stage runs ``zwz ...`` command lines in this process (:func:`zwz.cli.main`, the same parser and code as
@@ -229,7 +229,10 @@ def stage_student(env: StageEnv) -> dict[str, Any]:
         with _scripted(env.path("pools", "distill", "items.jsonl")) as scripted:
             _grpo(env, data / "train_rl.parquet", scripted)
         source = env.arm_path("runs", "grpo")
-    env.zwz("train", "merge", source, "--out", env.arm_path("models", "student"), "--log-level", "warning")
+    # bfloat16 on disk (13 MB, the committed default's size); a CPU server computes in float32 from it, so the
+    # eval below measures exactly what is shipped
+    env.zwz("train", "merge", source, "--out", env.arm_path("models", "student"), "--dtype", "bfloat16",
+            "--log-level", "warning")
     return {"model": str(env.arm_path("models", "student"))}
 
 
@@ -270,7 +273,37 @@ def stage_eval(env: StageEnv) -> dict[str, Any]:
     return {"report": str(out / "report.json"), "accuracy": acc}
 
 
-# ----------------------------------------------------------------------------------------------- 7. compare
+# -------------------------------------------------------------------------------------------------- 7. card
+def stage_card(env: StageEnv) -> dict[str, Any]:
+    """The student's model card (``zwz_card.json``, README.md): its data, recipe and measured accuracies."""
+    from dataclasses import asdict
+
+    from zwz.model_card import write_card
+
+    r = env.recipe
+    report = json.loads(env.arm_path("eval", "report.json").read_text())
+    kept = json.loads(env.arm_path("distill", "report.json").read_text())["kept"]
+    modes = report["modes"]
+    card = {
+        "name": "zwz-nano",
+        "trained_on": (f"{kept} R2I items distilled by `zwz train nano` (variant {env.arm}, seed {r.seed}) from "
+                       f"{r.distill_items} nano ZoomWorld images ({', '.join(r.dimensions)}) by a teacher "
+                       f"trained on {r.teacher_items}-image ZoomWorld crops; a 6.7M-parameter Qwen3-VL from "
+                       "random initialisation, no outside weights"),
+        "arm": env.arm,
+        "recipe": asdict(r),
+        "results": {f"{mode} accuracy": s["accuracy"] for mode, s in modes.items()}
+                   | {"items": next(iter(modes.values()))["n_items"]},
+        "eval": {mode: {"accuracy": s["accuracy"], "ci95": s.get("ci95"), "n": s["n_items"]}
+                 for mode, s in modes.items()},
+        "reproduce": f"zwz train nano --out runs/nano --seed {r.seed} --arms {env.arm}"
+                     + ("" if r.scale == "full" else f" --scale {r.scale}"),
+    }
+    write_card(env.arm_path("models", "student"), card)
+    return {"card": str(env.arm_path("models", "student", "zwz_card.json"))}
+
+
+# ----------------------------------------------------------------------------------------------- 8. compare
 def stage_compare(env: StageEnv) -> dict[str, Any]:
     """``zwz eval-compare`` of every arm's eval, beside the paper's Table 6 figures for the same arms."""
     runs = [env.path("arms", arm, "eval") for arm in env.arms]
@@ -288,4 +321,5 @@ ARM_STAGES: dict[str, Callable[[StageEnv], dict[str, Any]]] = {
     "distill": stage_distill,
     "student": stage_student,
     "eval": stage_eval,
+    "card": stage_card,
 }
