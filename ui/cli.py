@@ -13,6 +13,7 @@ import os
 import signal
 
 from zwz.defaults import AGENT_FIXED_TURNS, ANSWER_MAX_TOKENS, REQUEST_TIMEOUT_S, ZOOMWORLD_SEED
+from zwz.distill.zoomworld import LEVELS
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--benchmark", default=None, help="ZoomBench-format file or folder to offer examples from")
     p.add_argument("--zoomworld", type=int, default=12, metavar="N", help="ZoomWorld examples per seed (0: none)")
     p.add_argument("--seed", type=int, default=ZOOMWORLD_SEED, help="initial ZoomWorld seed")
+    p.add_argument("--zoomworld-level", choices=LEVELS, default="standard",
+                   help="ZoomWorld examples' level (nano: the one zwz-nano, the embedded default, was trained on)")
     p.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT_S,
                    help=f"seconds to wait for one server call (default {REQUEST_TIMEOUT_S:g})")
     p.add_argument("--max-tokens", type=int, default=ANSWER_MAX_TOKENS,
@@ -38,7 +41,7 @@ def register(subparsers) -> None:
     demo = p.add_argument_group("demo")
     demo.add_argument("--with-server", action="store_true",
                       help="start `zwz serve` on a free port for the UI's lifetime (ignores --server)")
-    demo.add_argument("--model", default=None, help="with --with-server: model folder (default: the embedded tiny one)")
+    demo.add_argument("--model", default=None, help="with --with-server: model folder (default: the embedded zwz-nano)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run)
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model and not args.with_server:
         raise ValueError("--model needs --with-server (without it the UI uses the server at --server)")
-    catalog = ExampleCatalog(args.zoomworld, benchmark=args.benchmark)
+    catalog = ExampleCatalog(args.zoomworld, benchmark=args.benchmark, level=args.zoomworld_level)
     server = serve_subprocess(args.model, api_key=args.api_key) if args.with_server else nullcontext(args.server)
     # `kill` stops the UI like Ctrl-C (also where a shell started it with SIGINT ignored), so the demo server
     # below is stopped too.
