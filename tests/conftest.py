@@ -20,8 +20,6 @@ if not _HAS_CUDA:
 
 import base64
 import io
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,24 +108,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @contextmanager
 def live_server(app) -> Iterator[str]:
     """Run ``app`` under a real uvicorn server on a free loopback port; yield its base URL."""
-    import uvicorn
+    from zwz.serve_process import serve_in_thread
 
-    from zwz.serve_process import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 300  # vLLM loads and profiles during start-up
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(app, startup_timeout=300) as url:  # vLLM loads and profiles during start-up
+        yield url
 
 
 async def poll_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:

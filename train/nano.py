@@ -243,13 +243,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    from zwz.serve_process import ServeError
     from zwz.train.nano_stages import StageError
 
     try:
         recipe = recipe_from_args(args)
         run_nano(args.out, recipe, arms=tuple(args.arms), threads=args.threads,
                  say=lambda line: print(line, flush=True))
-    except (StageError, ValueError) as exc:
+    except (StageError, ServeError, ValueError) as exc:  # a server that did not start: rerun to resume
         print(f"zwz train nano: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -16,7 +16,6 @@ import json
 import logging
 import shlex
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -154,26 +153,12 @@ def stage_teacher(env: StageEnv) -> dict[str, Any]:
 def _scripted(items_jsonl: Path) -> Iterator[str]:
     """The scripted app (``zwz.distill.scripted_teacher``) over the distill pool's scenes on a free loopback port:
     the question generator (model ``oracle``: it recognises the crop and asks about it) and the judge."""
-    import uvicorn
-
     from zwz.distill.scripted_teacher import scripted_teacher_app
-    from zwz.serve_process import free_port
+    from zwz.serve_process import serve_in_thread
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(scripted_teacher_app(items_jsonl), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, name="nano-questioner", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise StageError("the scripted question generator did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(scripted_teacher_app(items_jsonl), name="the scripted question generator",
+                         startup_timeout=60) as url:
+        yield url
 
 
 def _kept(report: Path) -> int:

@@ -3,7 +3,7 @@
 ``zwz eval --serve``, ``zwz bench --serve``, ``zwz ui --with-server``, the tests and the benchmarks all start
 their server here, so start-up, the health wait and the shutdown behave the same everywhere.
 
-    with serve_subprocess(None, log_path=out / "server.log") as url:   # the embedded tiny model
+    with serve_subprocess(None, log_path=out / "server.log") as url:   # the embedded default, zwz-nano
         ...                                                             # http://127.0.0.1:<free port>
 """
 
@@ -26,7 +26,7 @@ from zwz.defaults import SERVE_STARTUP_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ServeError", "free_port", "serve_subprocess", "stop_process", "wait_until_up"]
+__all__ = ["ServeError", "free_port", "serve_in_thread", "serve_subprocess", "stop_process", "wait_until_up"]
 
 
 class ServeError(RuntimeError):
@@ -92,7 +92,7 @@ def serve_subprocess(model_dir: str | os.PathLike[str] | None = None, *, log_pat
                      extra_args: list[str] | None = None) -> Iterator[str]:
     """``zwz serve`` on a free loopback port for the duration of the block; yields its base URL.
 
-    ``model_dir`` None serves the embedded tiny model; the server's output goes to ``log_path`` (default: a
+    ``model_dir`` None serves the embedded default (zwz-nano); the server's output goes to ``log_path`` (default: a
     fresh temporary folder); ``api_key`` is passed as ``ZWZ_API_KEY``. Raises :class:`ServeError` when the
     server exits or is not healthy within ``startup_timeout`` seconds; the server is stopped on leaving.
     """
@@ -113,3 +113,27 @@ def serve_subprocess(model_dir: str | os.PathLike[str] | None = None, *, log_pat
     finally:
         stop_process(proc)
         logger.info("zwz serve stopped")
+
+
+@contextmanager
+def serve_in_thread(app, *, name: str = "uvicorn", startup_timeout: float = 300.0) -> Iterator[str]:
+    """Run an ASGI ``app`` under a real uvicorn server in a daemon thread of this process, on a free loopback
+    port; yield its base URL, stop it on exit. ``ServeError`` when it is not up within ``startup_timeout``."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise ServeError(f"{name} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
