@@ -36,9 +36,8 @@ RUN pip install --no-deps .
 
 RUN useradd --create-home zwz && mkdir -p /data && chown zwz /data
 USER zwz
-# ZWZ_HOME: where the embedded tiny model is built when no --model is given; HF_HOME: vLLM's caches.
-ENV ZWZ_HOME=/data/zwz \
-    HF_HOME=/data/hf \
+# HF_HOME: vLLM's caches (without --model the image serves zwz-nano, shipped in the package).
+ENV HF_HOME=/data/hf \
     ZWZ_ENGINE=vllm \
     ZWZ_HOST=0.0.0.0 \
     ZWZ_PORT=8000

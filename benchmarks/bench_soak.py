@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-intervals", type=int, default=1,
                         help="intervals before RSS is judged; the last of them is the baseline")
     parser.add_argument("--engine", choices=["transformers", "vllm"], default="transformers")
-    parser.add_argument("--model", default=None, help="model folder (default: the embedded tiny model)")
+    parser.add_argument("--model", default=None, help="model folder (default: the embedded zwz-nano)")
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--url", default=None, help="soak a server already running instead of starting one")
     parser.add_argument("--size", type=int, default=448, help="image side in pixels")

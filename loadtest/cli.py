@@ -7,7 +7,7 @@ goodput under a latency objective.
     zwz bench --base-url http://gpu-box:8000 --model ZwZ-8B --benchmark ZoomBench.parquet \\
         --modes single agent --users 1 8 32 --duration 120 --slo-ms 10000 --out runs/bench-8b
 
-``--serve [MODEL_DIR]`` starts ``zwz serve`` (the embedded tiny model without a folder) on a free port for the
+``--serve [MODEL_DIR]`` starts ``zwz serve`` (the embedded zwz-nano without a folder) on a free port for the
 sweep. Each (mode, users) cell: the users warm up (``--warmup-items`` each, untimed), then replay the items
 closed-loop for ``--duration`` seconds; the zoom modes run inside the zwz server (``--agent-side server``,
 ``zwz_mode``) or are driven from the client (``--agent-side client``, any OpenAI-compatible endpoint for the

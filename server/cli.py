@@ -1,6 +1,6 @@
 """``zwz serve``: the OpenAI-compatible server.
 
-    zwz serve                                   # the embedded tiny default, on 127.0.0.1:8000
+    zwz serve                                   # zwz-nano, the embedded default (trained here), on 127.0.0.1:8000
     zwz serve --model /models/ZwZ-8B --host 0.0.0.0 --port 8000 --api-key "$KEY"
     zwz serve --model /models/ZwZ-8B --engine vllm --tensor-parallel-size 2 --max-model-len 32768
 """
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a model behind an OpenAI-compatible API",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="model folder (Qwen2.5-VL / Qwen3-VL); default: the embedded tiny model")
+    p.add_argument("--model", help="model folder (Qwen2.5-VL / Qwen3-VL); default: zwz-nano, the embedded model trained by `zwz train nano`")
     p.add_argument("--engine", choices=["transformers", "vllm", "auto"], default=None,
                    help="inference engine (auto: vLLM when installed and a CUDA GPU is present, else transformers)")
     p.add_argument("--host", default=None)

@@ -7,14 +7,15 @@ import logging
 import os
 from pathlib import Path
 
+from zwz.model_card import read_card
 from zwz.server.engines.base import Engine
 from zwz.server.engines.vllm_setup import VllmSettings, resolve_engine
 from zwz.server.settings import ServerSettings
-from zwz.tiny_models import build_tiny_model, is_current_tiny_model, is_tiny_model
+from zwz.tiny_models import is_tiny_model
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FAMILY = "qwen3_vl"  # ZwZ-2B/4B/8B are Qwen3-VL
+DEFAULT_MODEL_NAME = "zwz-nano"  # the folder under zwz/models/ served without --model
 
 # glibc malloc, tuned for a server that runs for weeks (issue 11, defect 9). Under steady load RSS kept growing
 # while Python's objects did not: malloc_info showed the growth held as *free* memory in the per-thread arenas
@@ -51,17 +52,15 @@ def tune_malloc() -> dict[str, int]:
     return applied
 
 
-def zwz_home() -> Path:
-    """Where zwz keeps what it builds (the embedded default model): $ZWZ_HOME or ~/.cache/zwz."""
-    return Path(os.environ.get("ZWZ_HOME") or Path.home() / ".cache" / "zwz")
-
-
 def embedded_default_model() -> Path:
-    """The tiny Qwen3-VL checkpoint served when no --model is given; built offline on first use."""
-    folder = zwz_home() / "models" / "tiny-qwen3-vl"
-    if not is_current_tiny_model(folder):  # missing, or built by an older zwz
-        logger.info("building the embedded default checkpoint at %s (offline, a few seconds)", folder)
-        build_tiny_model(DEFAULT_FAMILY, folder)
+    """zwz-nano, the model served when no --model is given: trained here by ``zwz train nano`` and shipped in the
+    package (``zwz/models/zwz-nano``, 13 MB; its card says on what)."""
+    from importlib.resources import files
+
+    folder = Path(str(files("zwz").joinpath("models", DEFAULT_MODEL_NAME)))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"the embedded default model is missing from this install ({folder}); "
+                                "pass --model DIR, or reinstall zwz")
     return folder
 
 
@@ -70,7 +69,9 @@ def build_engine(settings: ServerSettings) -> Engine:
     model_dir = Path(settings.model) if settings.model else embedded_default_model()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
-    random_weights = is_tiny_model(model_dir)
+    # a tiny model's marker travels through training; only a card (what it was trained on, what it scored)
+    # says the weights are no longer random
+    random_weights = is_tiny_model(model_dir) and read_card(model_dir) is None
     if random_weights:
         logger.warning("serving %s: a tiny model with RANDOM weights; its answers are gibberish. "
                        "Pass --model DIR to serve a trained ZwZ / Qwen-VL checkpoint.", model_dir)

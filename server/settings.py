@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZWZ_", extra="ignore")
 
-    model: str | None = Field(None, description="Model folder; None serves the embedded tiny default.")
+    model: str | None = Field(None, description="Model folder; None serves the embedded default, zwz-nano.")
     engine: Literal["transformers", "vllm", "auto"] = Field(
         "auto", description="auto: vLLM when it is installed and a CUDA GPU is present, else transformers.")
     served_model_name: str | None = Field(None, description="Name clients use; defaults to the folder name.")

@@ -69,50 +69,43 @@ def test_every_serve_flag_is_a_setting_and_reads_its_variable(monkeypatch):
     assert (flagged.max_queue, flagged.max_body_bytes) == (3, 99)  # a flag beats the variable
 
 
-def test_plain_zwz_serve_builds_and_serves_the_tiny_default_with_its_variables(tmp_path):
-    """``zwz serve`` with no ``--model``: the embedded tiny checkpoint is built under $ZWZ_HOME on first use and
-    served with a warning that its weights are random; ZWZ_PORT, ZWZ_API_KEY, ZWZ_MAX_BODY_BYTES and
-    ZWZ_MAX_MODEL_LEN configure it, and ``--served-model-name`` names it."""
-    from zwz.tiny_models import is_tiny_model
+def test_plain_zwz_serve_serves_the_trained_default_with_its_variables(tmp_path):
+    """``zwz serve`` with no ``--model``: zwz-nano, the model shipped in the package, served under its folder's
+    name with ``/health`` saying it is trained and on what; ZWZ_PORT, ZWZ_API_KEY, ZWZ_MAX_BODY_BYTES and
+    ZWZ_MAX_MODEL_LEN configure it."""
+    from zwz.server.launch import embedded_default_model
 
-    home, log = tmp_path / "home", tmp_path / "serve.log"
+    log = tmp_path / "serve.log"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZWZ_")} | {
-        "ZWZ_HOME": str(home), "ZWZ_PORT": str(port), "ZWZ_API_KEY": "k", "ZWZ_MAX_BODY_BYTES": "2000",
-        "ZWZ_MAX_MODEL_LEN": "1000"}
+        "ZWZ_PORT": str(port), "ZWZ_API_KEY": "k", "ZWZ_MAX_BODY_BYTES": "2000", "ZWZ_MAX_MODEL_LEN": "1000"}
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "zwz.cli", "serve", "--served-model-name", "zwz-tiny"],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "zwz.cli", "serve"], stdout=fh, stderr=subprocess.STDOUT,
+                                env=env)
     url = f"http://127.0.0.1:{port}"  # ZWZ_HOST unset: the default loopback interface
     try:
         wait_until_up(url + "/health", proc, timeout=SERVE_STARTUP_TIMEOUT_S + 120, log_path=log)
         health = httpx.get(url + "/health").json()  # open without the key
         assert {k: health[k] for k in ("status", "engine", "model", "random_weights")} == {
-            "status": "ok", "engine": "transformers", "model": "zwz-tiny", "random_weights": True}
+            "status": "ok", "engine": "transformers", "model": "zwz-nano", "random_weights": False}
+        assert "R2I items distilled by `zwz train nano`" in health["trained_on"]
         refused = httpx.get(url + "/v1/models")
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
         key = {"Authorization": "Bearer k"}
         cards = httpx.get(url + "/v1/models", headers=key).json()["data"]
-        assert [(c["id"], c["max_model_len"]) for c in cards] == [("zwz-tiny", 1000)]
+        assert [(c["id"], c["max_model_len"]) for c in cards] == [("zwz-nano", 1000)]
         unknown = httpx.post(url + "/v1/chat/completions", headers=key, json=chat_body("tiny-qwen3-vl"))
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
-        big = httpx.post(url + "/v1/chat/completions", headers=key, json=chat_body("zwz-tiny", "x" * 3000))
+        big = httpx.post(url + "/v1/chat/completions", headers=key, json=chat_body("zwz-nano", "x" * 3000))
         assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
-        ok = httpx.post(url + "/v1/chat/completions", headers=key, json=chat_body("zwz-tiny"), timeout=60)
-        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
+        ok = httpx.post(url + "/v1/chat/completions", headers=key, json=chat_body("zwz-nano"), timeout=60)
+        assert ok.status_code == 200 and 1 <= ok.json()["usage"]["completion_tokens"] <= 2
     finally:
         stop_process(proc)
-    folder = home / "models" / "tiny-qwen3-vl"
-    assert is_tiny_model(folder) and (folder / "model.safetensors").is_file()
     text = log.read_text()
-    assert f"serving {folder}: a tiny model with RANDOM weights; its answers are gibberish" in text, text[-2000:]
+    assert "RANDOM weights" not in text and str(embedded_default_model()) in text, text[-2000:]
 
 
-# -- batch_wait_ms, and zwz bench on a server that holds every batch open --------------------------------------
-WAIT_MS = 3000
-
-
-@pytest.fixture(scope="module")
 def waiting_server(serve, tiny_models) -> Iterator[str]:
     """A server whose engine waits ``batch_wait_ms`` for more requests before each batch starts."""
     with serve(tiny_models[MODEL], batch_wait_ms=WAIT_MS) as (url, _):

@@ -24,8 +24,11 @@ resumes the one a crash or ``kill -9`` interrupted, through the inner commands' 
    a random-init student learns nothing past colour on the global view in budget, a warm start finds the
    panel within minutes; "from scratch" here means no outside weights), then ``zwz train grpo`` with zwz's
    reward, then ``zwz train merge``.
-6. ``eval``: ``zwz eval --serve <student>`` on the held-out pool, single (global) and regional modes;
-   ``<out>/results.json`` holds the accuracies, ``<out>/eval/student/report.json`` the full report.
+6. ``eval``: ``zwz eval --serve <student>`` on the held-out pool: single (global), regional and agent modes
+   and ``--coverage``; ``<out>/results.json`` holds each arm's accuracies, ``<out>/arms/<arm>/eval/report.json``
+   the full report.
+7. ``card``: the student's model card (``zwz_card.json``, README.md). With several arms, ``compare`` then runs
+   ``zwz eval-compare`` over them into ``<out>/compare/``.
 
 ``<out>/commands.sh`` lists every command run, ``<out>/timings.json`` the wall-clock seconds per stage.
 Torch threads: ``--threads`` (default: the cores not busy now, at least 1): on a shared CPU, OpenMP threads
@@ -174,9 +177,13 @@ class _Timings:
     data: dict[str, Any] = field(default_factory=dict)
 
     def record(self, stage: str, seconds: float, ran: bool) -> None:
-        self.data.setdefault("stages", {})[stage] = {"seconds": round(seconds, 2), "ran_this_time": ran}
-        self.data["total_seconds"] = round(sum(s["seconds"] for s in self.data["stages"].values()), 2)
-        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+        # merged into what is on disk: a run for other arms may share the folder and write meanwhile
+        stages = (_read_json(self.path) or {}).get("stages", {}) | self.data.get("stages", {})
+        stages[stage] = {"seconds": round(seconds, 2), "ran_this_time": ran}
+        self.data.update(stages=stages, total_seconds=round(sum(s["seconds"] for s in stages.values()), 2))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        tmp.replace(self.path)
 
 
 def run_nano(out: str | Path, recipe: NanoRecipe, *, arms: tuple[str, ...] = (DEFAULT_ARM,),
@@ -228,6 +235,7 @@ def run_nano(out: str | Path, recipe: NanoRecipe, *, arms: tuple[str, ...] = (DE
             say(f"{tag}: done in {seconds:.1f} s")
         if name == "eval":
             results[arm] = json.loads(marker.read_text())["outputs"]["accuracy"]
+    results = (_read_json(out / "results.json") or {}) | results  # other arms' runs into the same folder kept
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     fmt = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for arm, acc in results.items():

@@ -1,6 +1,6 @@
 """The ``zwz`` command: one subcommand per job.
 
-    zwz serve [--model DIR]          # OpenAI-compatible server (embedded tiny default without --model)
+    zwz serve [--model DIR]          # OpenAI-compatible server (zwz-nano, the embedded default, without --model)
     zwz make-model --family qwen3_vl --out DIR      # --preset nano: the model `zwz train nano` trains
     zwz eval --base-url URL --zoomworld 120 --modes single regional agent attention_zoom --out DIR
     zwz bench --base-url URL --zoomworld 24 --modes single agent --users 1 2 4 --duration 30 --out DIR

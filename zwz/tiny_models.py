@@ -3,10 +3,10 @@
     zwz make-model --family qwen3_vl --out ./tiny-qwen3-vl
     zwz make-model --preset nano --out ./nano-qwen3-vl      # the size `zwz train nano` trains from scratch
 
-No weights can be downloaded here, yet tests and the embedded default need real model folders that both
-transformers and vLLM load. This builds them from configs: a byte-level BPE tokenizer trained locally on a
-seeded corpus (carrying Qwen's special tokens), the chat template, the image processor settings and
-seeded random weights. Building twice gives byte-identical files.
+No weights can be downloaded here, yet the tests and ``zwz train nano`` (which trains the served default from
+a random nano model) need real model folders that both transformers and vLLM load. This builds them from
+configs: a byte-level BPE tokenizer trained locally on a seeded corpus (carrying Qwen's special tokens), the
+chat template, the image processor settings and seeded random weights. Building twice gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ FAMILIES: tuple[Family, ...] = ("qwen2_5_vl", "qwen3_vl")
 
 # Marker file written into every folder this module builds; the server reads it to warn about random weights.
 TINY_MARKER = "zwz_tiny_model.json"
-# Bumped when the builder's output changes, so cached builds (the embedded default) are rebuilt.
+# Bumped when the builder's output changes (recorded in each build's marker).
 # 2: head size 32 (the smallest vLLM's CPU attention takes) and the video processor's real settings saved.
 TINY_FORMAT = 2
 
@@ -326,10 +326,3 @@ def _normalise_saved_files(folder: Path) -> None:
 def is_tiny_model(folder: str | Path) -> bool:
     return (Path(folder) / TINY_MARKER).is_file()
 
-
-def is_current_tiny_model(folder: str | Path) -> bool:
-    """A tiny model built by this version of the builder (older builds may not load everywhere)."""
-    try:
-        return json.loads((Path(folder) / TINY_MARKER).read_text()).get("format") == TINY_FORMAT
-    except (OSError, ValueError):
-        return False

@@ -10,7 +10,7 @@ gap and the coverage. ``zwz eval-compare`` puts several runs (the arms of an abl
     zwz eval --serve runs/nano/student --zoomworld 300 --zoomworld-level nano --seed 7 --coverage \\
         --modes single regional agent --out runs/eval/bbox-in-image
 
-``--serve [MODEL_DIR]`` starts ``zwz serve`` (the embedded tiny model without a folder) on a free port for the
+``--serve [MODEL_DIR]`` starts ``zwz serve`` (the embedded zwz-nano without a folder) on a free port for the
 run. Against plain vLLM use the modes single, regional and agent (client-side); attention_zoom needs a zwz
 server; ``--agent-side server`` runs both zoom modes inside a zwz server (``zwz_mode``). The old mode
 spellings ``global`` and ``attention-zoom`` are still taken, with a deprecation note.

@@ -119,7 +119,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, verb: str, default_
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--base-url", help="OpenAI-compatible endpoint (http://host:port or .../v1)")
     where.add_argument("--serve", nargs="?", const="", metavar="MODEL_DIR",
-                       help=f"start `zwz serve` for the {verb} (the embedded tiny model without MODEL_DIR)")
+                       help=f"start `zwz serve` for the {verb} (the embedded zwz-nano without MODEL_DIR)")
     parser.add_argument("--model", help="served model name (default: the endpoint's only model)")
     parser.add_argument("--api-key", help="bearer key of the endpoint")
     data = parser.add_mutually_exclusive_group(required=True)

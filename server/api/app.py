@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from zwz.model_card import read_card
 from zwz.server.api.body_parsing import BodyParser
 from zwz.server.api.errors import document_errors, install_error_handlers
 from zwz.server.api.limits import BodySizeLimit
@@ -52,6 +53,8 @@ def create_app(settings: ServerSettings, engine: Engine, *, own_engine: bool = T
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.served_model_names = served
+    card = read_card(engine.info.model_dir)
+    app.state.trained_on = card["trained_on"] if card else None
     app.state.started_at = int(time.time())
     app.state.body_parser = BodyParser()
     app.state.request_limits = RequestLimits.from_settings(settings)  # once: the routes bind them per request

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from zwz.server.api.body_parsing import OffLoopBodyRoute
 from zwz.server.api.errors import APIError, error_responses
@@ -49,6 +49,7 @@ class Health(BaseModel):
     engine: str
     model: str
     random_weights: bool
+    trained_on: str | None = Field(None, description="What the weights were trained on (the model card), if known.")
     uptime_s: float
 
 
@@ -110,7 +111,7 @@ async def zoom_attention(body: ZoomAttentionRequest, request: Request):
 async def health(request: Request) -> Health:
     info = request.app.state.engine.info
     return Health(status="ok", engine=info.engine, model=request.app.state.served_model_names[0],
-                  random_weights=info.random_weights, uptime_s=round(time.time() - request.app.state.started_at, 1))
+                  random_weights=info.random_weights, trained_on=request.app.state.trained_on, uptime_s=round(time.time() - request.app.state.started_at, 1))
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -66,7 +66,7 @@ def test_readme_curl_form_sends_a_real_photo(run_app, scripted_engine, images, t
     assert photo.stat().st_size > 200_000
     assert len(base64.b64encode(photo.read_bytes())) > 128 * 1024  # over what one shell argument may hold
     engine = scripted_engine("ok")
-    app = create_app(ServerSettings(served_model_name="tiny-qwen3-vl"), engine)
+    app = create_app(ServerSettings(served_model_name="zwz-nano"), engine)
     with run_app(app) as url:
         command = command.replace("localhost:8000", url.removeprefix("http://"))
         done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)

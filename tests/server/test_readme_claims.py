@@ -84,9 +84,9 @@ def test_health_body_is_liveness_engine_model_and_random_weights(server):
     r = httpx.get(server + "/health")
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"status", "engine", "model", "random_weights", "uptime_s"}
-    assert {k: body[k] for k in ("status", "engine", "model", "random_weights")} == {
-        "status": "ok", "engine": "transformers", "model": MODEL, "random_weights": True}
+    assert set(body) == {"status", "engine", "model", "random_weights", "trained_on", "uptime_s"}
+    assert {k: body[k] for k in ("status", "engine", "model", "random_weights", "trained_on")} == {
+        "status": "ok", "engine": "transformers", "model": MODEL, "random_weights": True, "trained_on": None}
     assert isinstance(body["uptime_s"], float) and body["uptime_s"] >= 0.0
 
 
