@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a model behind an OpenAI-compatible API",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="model folder (Qwen2.5-VL / Qwen3-VL); default: zwz-nano, the embedded model trained by `zwz train nano`")
+    p.add_argument("--model", help="model folder (Qwen2.5-VL / Qwen3-VL); default: zwz-nano, the embedded model "
+                                   "trained by `zwz train nano`")
     p.add_argument("--engine", choices=["transformers", "vllm", "auto"], default=None,
                    help="inference engine (auto: vLLM when installed and a CUDA GPU is present, else transformers)")
     p.add_argument("--host", default=None)

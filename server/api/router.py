@@ -111,7 +111,8 @@ async def zoom_attention(body: ZoomAttentionRequest, request: Request):
 async def health(request: Request) -> Health:
     info = request.app.state.engine.info
     return Health(status="ok", engine=info.engine, model=request.app.state.served_model_names[0],
-                  random_weights=info.random_weights, trained_on=request.app.state.trained_on, uptime_s=round(time.time() - request.app.state.started_at, 1))
+                  random_weights=info.random_weights, trained_on=request.app.state.trained_on,
+                  uptime_s=round(time.time() - request.app.state.started_at, 1))
 
 
 async def metrics_endpoint(request: Request) -> Response:
