@@ -106,6 +106,11 @@ def test_plain_zwz_serve_serves_the_trained_default_with_its_variables(tmp_path)
     assert "RANDOM weights" not in text and str(embedded_default_model()) in text, text[-2000:]
 
 
+# -- batch_wait_ms, and zwz bench on a server that holds every batch open --------------------------------------
+WAIT_MS = 3000
+
+
+@pytest.fixture(scope="module")
 def waiting_server(serve, tiny_models) -> Iterator[str]:
     """A server whose engine waits ``batch_wait_ms`` for more requests before each batch starts."""
     with serve(tiny_models[MODEL], batch_wait_ms=WAIT_MS) as (url, _):
