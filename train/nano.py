@@ -168,7 +168,7 @@ def _check_recipe(out: Path, recipe: NanoRecipe) -> None:
             raise ValueError(f"{out} holds a nano run with other settings ({diff}); use another --out")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(now, indent=2) + "\n")
+    _write_json(path, now)
 
 
 @dataclass
@@ -181,9 +181,7 @@ class _Timings:
         stages = (_read_json(self.path) or {}).get("stages", {}) | self.data.get("stages", {})
         stages[stage] = {"seconds": round(seconds, 2), "ran_this_time": ran}
         self.data.update(stages=stages, total_seconds=round(sum(s["seconds"] for s in stages.values()), 2))
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        tmp.replace(self.path)
+        _write_json(self.path, self.data)
 
 
 def run_nano(out: str | Path, recipe: NanoRecipe, *, arms: tuple[str, ...] = (DEFAULT_ARM,),
@@ -228,15 +226,13 @@ def run_nano(out: str | Path, recipe: NanoRecipe, *, arms: tuple[str, ...] = (DE
             outputs = stage(StageEnv(out, recipe, say, arm=arm, arms=arms))
             seconds = time.monotonic() - started
             marker.parent.mkdir(parents=True, exist_ok=True)
-            tmp = marker.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"seconds": round(seconds, 2), "outputs": outputs}, indent=2) + "\n")
-            tmp.replace(marker)  # the marker lands whole or not at all
+            _write_json(marker, {"seconds": round(seconds, 2), "outputs": outputs})
             timings.record(key, seconds, ran=True)
             say(f"{tag}: done in {seconds:.1f} s")
         if name == "eval":
             results[arm] = json.loads(marker.read_text())["outputs"]["accuracy"]
     results = (_read_json(out / "results.json") or {}) | results  # other arms' runs into the same folder kept
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    _write_json(out / "results.json", results)
     fmt = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for arm, acc in results.items():
         say(f"zwz train nano: {arm}: global {fmt(acc.get('single'))}, regional {fmt(acc.get('regional'))}; "
@@ -248,6 +244,13 @@ def run_nano(out: str | Path, recipe: NanoRecipe, *, arms: tuple[str, ...] = (DE
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write through a temporary file: a marker, the timings or the results land whole or not at all."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
